@@ -1,0 +1,132 @@
+"""The ``notary`` command line: a thin layer over the library modules.
+
+Exit codes: 0 ok or valid, 1 verification failed (invalid), 2 usage error, 3 operational
+error (TSA, RPC, database, I/O), 4 indeterminate. stdout carries results; stderr carries
+logs, progress and diagnostics. Tracebacks appear only with ``-v``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from notary import __version__
+from notary.errors import EXIT_OPERATIONAL, EXIT_USAGE, NotaryError
+
+logger = logging.getLogger(__name__)
+
+EPILOG = """\
+exit codes:
+  0  success; verification: valid
+  1  verification: invalid (a check failed)
+  2  usage error (bad arguments, bad input file, bad configuration)
+  3  operational error (TSA, RPC, database, I/O)
+  4  verification: indeterminate (cannot decide, e.g. no trust root)
+"""
+
+# Each module defines register(commands, groups); groups maps a group name ("tsa",
+# "schedule", "anchor") to the sub-parser collection of that command group.
+COMMAND_MODULES = (
+    "notary.cli.run_cmd",
+    "notary.cli.verify_cmd",
+    "notary.cli.tsa_check_cmd",
+    "notary.cli.tsa_serve_cmd",
+    "notary.cli.schedule_cmd",
+    "notary.cli.anchor_cmd",
+)
+GROUPS = {
+    "tsa": "time-stamping authority tools",
+    "schedule": "periodic attestations",
+    "anchor": "EVM blockchain anchors",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors exit with code 2 and one line of hint."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"notary: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="notary",
+        description="Evidence notarization: hash, timestamp, export and verify proofs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"notary {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging; tracebacks"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    groups = {}
+    for name, help_text in GROUPS.items():
+        group = commands.add_parser(name, help=help_text, description=help_text)
+        groups[name] = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+        groups[name].required = True
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(commands, groups)
+    return parser
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """Send the ``notary`` logger to stderr at the level the flags or environment ask."""
+    level_name = os.environ.get("NOTARY_LOG_LEVEL", "").upper()
+    if verbose:
+        level = logging.DEBUG if verbose > 1 else logging.INFO
+    elif quiet:
+        level = logging.WARNING
+    elif level_name in logging.getLevelNamesMapping():
+        level = logging.getLevelNamesMapping()[level_name]
+    else:
+        level = logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("notary")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (also used as the process status)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    try:
+        code = args.handler(args)
+    except NotaryError as exc:
+        if args.verbose:
+            logger.exception("failed")
+        sys.stderr.write(f"notary: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"hint: {exc.hint}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("notary: interrupted\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a line
+        if args.verbose:
+            raise
+        sys.stderr.write(f"notary: internal error: {type(exc).__name__}: {exc}\n")
+        sys.stderr.write("hint: rerun with -v for the traceback\n")
+        return EXIT_OPERATIONAL
+    return int(code or 0)
+
+
+def run() -> None:
+    sys.exit(main())
