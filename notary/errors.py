@@ -3,15 +3,26 @@
     NotaryError                      exit 3 unless a subclass says otherwise
     ├── UsageError                   exit 2: the caller asked for something impossible
     │   ├── ConfigError              bad or unknown configuration keys
+    │   ├── DigestLengthError        a digest whose length does not fit its algorithm
+    │   ├── UnsupportedAlgorithmError a hash refused for new timestamp requests
     │   ├── SourcePathError          an evidence path that does not exist
     │   ├── NoItemsError             a source with nothing to attest
     │   ├── RunConflictError         a run already exists for this stream and period
     │   ├── NotFoundError            no such run, item or file
+    │   │   └── LeafNotFoundError    a leaf that is not in the hash tree
     │   └── BundleFormatError        not a readable notary bundle (or a newer major version)
+    │       └── EvidenceRecordError  not a readable RFC 4998 evidence record
     ├── SourceError                  listing or reading evidence failed
     ├── StoreError                   the database failed or holds something unexpected
     ├── TimestampError               obtaining or checking an RFC 3161 timestamp failed
+    │   ├── BuiltinTSAError          the built-in TSA cannot start or its files are bad
     │   ├── TSATransportError        HTTP/transport problem talking to a TSA
+    │   │   ├── TSAConnectionError   connect failed or timed out, every attempt
+    │   │   ├── TSAHTTPStatusError   an HTTP status other than 200
+    │   │   │   └── TSARedirectError a 3xx; redirects are never followed
+    │   │   ├── TSAContentTypeError  not application/timestamp-reply
+    │   │   ├── TSAEmptyResponseError 200 with an empty body
+    │   │   └── TSAResponseTooLargeError body over the size cap
     │   ├── TSAStatusError           the TSA answered with a non-granted status
     │   └── TokenError               a token failed a check (verdict "invalid")
     │       ├── TokenFormatError     the bytes are not a TimeStampResp/TimeStampToken
@@ -19,6 +30,11 @@
     │       ├── NonceMismatchError
     │       ├── SignatureError
     │       └── CertificateError     signer certificate or path rejected
+    │           ├── ESSCertIDError   ESSCertID(v2) does not bind the signer certificate
+    │           ├── EKUError         extended key usage wrong (signer or a CA in the path)
+    │           ├── KeyUsageError    key usage does not allow signing
+    │           ├── CertificateValidityError  genTime outside the signer's validity
+    │           └── CertificatePathError      path to a trust root invalid at genTime
     │   └── TokenIndeterminateError  a check could not be decided (verdict "indeterminate")
     ├── AnchorError                  EVM anchoring or anchor verification failed
     └── ProofError                   a Merkle proof or bundle content does not check out
@@ -62,6 +78,14 @@ class ConfigError(UsageError):
     pass
 
 
+class DigestLengthError(UsageError):
+    pass
+
+
+class UnsupportedAlgorithmError(UsageError):
+    pass
+
+
 class SourcePathError(UsageError):
     pass
 
@@ -78,7 +102,15 @@ class NotFoundError(UsageError):
     pass
 
 
+class LeafNotFoundError(NotFoundError):
+    pass
+
+
 class BundleFormatError(UsageError):
+    pass
+
+
+class EvidenceRecordError(BundleFormatError):
     pass
 
 
@@ -94,7 +126,35 @@ class TimestampError(NotaryError):
     pass
 
 
+class BuiltinTSAError(TimestampError):
+    pass
+
+
 class TSATransportError(TimestampError):
+    pass
+
+
+class TSAConnectionError(TSATransportError):
+    pass
+
+
+class TSAHTTPStatusError(TSATransportError):
+    pass
+
+
+class TSARedirectError(TSAHTTPStatusError):
+    pass
+
+
+class TSAContentTypeError(TSATransportError):
+    pass
+
+
+class TSAEmptyResponseError(TSATransportError):
+    pass
+
+
+class TSAResponseTooLargeError(TSATransportError):
     pass
 
 
@@ -123,6 +183,26 @@ class SignatureError(TokenError):
 
 
 class CertificateError(TokenError):
+    pass
+
+
+class ESSCertIDError(CertificateError):
+    pass
+
+
+class EKUError(CertificateError):
+    pass
+
+
+class KeyUsageError(CertificateError):
+    pass
+
+
+class CertificateValidityError(CertificateError):
+    pass
+
+
+class CertificatePathError(CertificateError):
     pass
 
 

@@ -81,6 +81,10 @@ def decode(data: bytes | str) -> dict[str, Value]:
     parsed = json.loads(raw)
     if not isinstance(parsed, dict):
         raise ValueError("metadata record is not a JSON object")
-    if encode(parsed) != raw:
+    try:
+        canonical = encode(parsed)
+    except TypeError as exc:
+        raise ValueError(f"metadata record is not flat: {exc}") from exc
+    if canonical != raw:
         raise ValueError("metadata record is not in canonical form")
     return parsed

@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more logging; tracebacks"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings")
+    parser.add_argument(
+        "--home", metavar="DIR", help="data directory (default: $NOTARY_HOME or the "
+        "user's data directory)"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     groups = {}
@@ -107,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.quiet)
+    if args.home:
+        os.environ["NOTARY_HOME"] = args.home
     try:
         code = args.handler(args)
     except NotaryError as exc:

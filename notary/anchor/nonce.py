@@ -1,0 +1,39 @@
+"""Nonces for one sender on one chain, shared by every thread of the process."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from web3 import Web3
+
+
+class NonceManager:
+    """Hand out nonces of ``address`` so that concurrent anchors never collide.
+
+    A nonce is the highest of: the node's pending transaction count, one past the last
+    nonce handed out here, and the caller's ``floor`` (one past the highest nonce it has
+    persisted for this sender, so transactions saved by another process but not yet seen
+    by the node count). The lock is held while the caller signs, persists and
+    broadcasts, so transactions reach the node in nonce order.
+    """
+
+    def __init__(self, w3: Web3, address: str) -> None:
+        self._w3 = w3
+        self._address = Web3.to_checksum_address(address)
+        self._next = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def reserve(self, floor: Callable[[], int] | None = None) -> Iterator[int]:
+        """Yield the next nonce, holding the lock; it counts as used only on success.
+
+        ``floor`` is called under the lock. Raises what the node raises for the pending
+        count (web3 errors).
+        """
+        with self._lock:
+            pending = int(self._w3.eth.get_transaction_count(self._address, "pending"))
+            nonce = max(pending, self._next, floor() if floor is not None else 0)
+            yield nonce
+            self._next = max(self._next, nonce + 1)

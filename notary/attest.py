@@ -1,0 +1,478 @@
+"""The attestation run: collect → hash → tree → timestamp → (anchor) → seal.
+
+Each step persists its result before the next starts, so a killed process, a TSA outage or
+a chain outage never loses work: ``resume`` picks a run up where it stopped, hashing only
+the items not yet recorded. A run becomes ``complete`` only when it holds at least
+``min_tokens`` verified timestamp tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from notary import merkle, period as periods, record
+from notary.config import Settings, TSAConfig
+from notary.errors import (
+    ConfigError,
+    NoItemsError,
+    RunConflictError,
+    TimestampError,
+    UsageError,
+)
+from notary.hashing import Progress, hash_entries
+from notary.sources import Entry, Hashed, Skipped, Source, make_record, open_sources
+from notary.store import Store
+from notary.store.models import (
+    AWAITING_TIMESTAMP,
+    COLLECTING,
+    COMPLETE,
+    HASHING,
+    Run,
+    Timestamp,
+    utcnow,
+)
+
+logger = logging.getLogger(__name__)
+
+FLUSH_ITEMS = 500
+FLUSH_SECONDS = 2.0
+DEFAULT_LEASE = timedelta(minutes=10)
+RETRY_BASE = timedelta(minutes=5)
+RETRY_MAX = timedelta(hours=6)
+
+
+@dataclass
+class RunSummary:
+    """What a run holds after a pipeline pass; ``to_json`` is the CLI's ``--json``."""
+
+    run: Run
+    hashed_now: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    unstable: list[str] = field(default_factory=list)
+    tokens: list[Timestamp] = field(default_factory=list)
+    timestamp_errors: list[dict[str, str]] = field(default_factory=list)
+    anchor: dict[str, Any] | None = None
+
+    @property
+    def skipped(self) -> list[dict[str, str]]:
+        return list(json.loads(self.run.skipped or "[]"))
+
+    def to_json(self) -> dict[str, Any]:
+        run = self.run
+        return {
+            "run": run.id,
+            "stream": run.stream,
+            "period": run.period,
+            "state": run.state,
+            "root": run.root.hex() if run.root else None,
+            "algorithm": run.algorithm,
+            "items": run.item_count,
+            "hashed_now": self.hashed_now,
+            "partial": run.partial,
+            "errors": self.errors,
+            "unstable": self.unstable,
+            "skipped": self.skipped,
+            "previous_run": run.previous_run_id,
+            "timestamps": [
+                {"tsa": t.tsa, "serial": t.serial, "gen_time": t.gen_time.isoformat()}
+                for t in self.tokens
+            ],
+            "timestamp_errors": self.timestamp_errors,
+            "anchor": self.anchor,
+        }
+
+
+def owner_id() -> str:
+    """Return an identifier of this process for run claims (host and pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# collect ------------------------------------------------------------------------------
+
+
+def collect(sources: Sequence[Source]) -> tuple[list[tuple[Source, Entry]], list[Skipped]]:
+    """List every source; return (source, entry) pairs in path order and skipped files.
+
+    Raises UsageError when two sources name the same item path.
+    """
+    entries: dict[bytes, tuple[Source, Entry]] = {}
+    skipped: list[Skipped] = []
+    for source in sources:
+        for found in source.scan():
+            if isinstance(found, Skipped):
+                skipped.append(found)
+                continue
+            if found.path in entries:
+                raise UsageError(
+                    f"item {record.display_name(found.path)}: named by two sources",
+                    hint="attest the sources as separate streams or give distinct folders",
+                )
+            entries[found.path] = (source, found)
+    return [entries[path] for path in sorted(entries)], skipped
+
+
+def _skipped_json(skipped: Iterable[Skipped]) -> str:
+    return json.dumps(
+        [{"path": record.display_name(s.path), "reason": s.reason} for s in skipped]
+    )
+
+
+# hash ---------------------------------------------------------------------------------
+
+
+def _item_row(hashed: Hashed, seq: int, algorithm: str) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "seq": seq,
+        "path": hashed.entry.path,
+        "kind": hashed.entry.kind,
+        "status": hashed.status,
+        "size": hashed.size,
+        "error": hashed.error,
+    }
+    if hashed.status == "error" or hashed.content_digest is None:
+        return row | {"status": "error", "record": None}
+    encoded = record.encode(make_record(hashed, record.new_salt()))
+    return row | {
+        "record": encoded.decode("ascii"),
+        "content_digest": hashed.content_digest,
+        "record_digest": merkle.digest(algorithm, encoded),
+    }
+
+
+def _hash_missing(
+    store: Store,
+    run: Run,
+    entries: Sequence[tuple[Source, Entry]],
+    settings: Settings,
+    progress: Progress,
+    keep_claim: Callable[[], None],
+) -> int:
+    """Hash the entries not yet stored for ``run``, persisting batches; return the count."""
+    done = store.item_paths(run.id or 0)
+    seq_of = {entry.path: n for n, (_, entry) in enumerate(entries, start=1)}
+    source_of = {entry.path: source for source, entry in entries}
+    todo = [entry for _, entry in entries if entry.path not in done]
+    if done:
+        logger.info("run %s: %d items already hashed, %d to go", run.id, len(done), len(todo))
+    progress.start(len(todo), sum(entry_size(e) for e in todo))
+
+    pending: list[dict[str, Any]] = []
+    last_flush = time.monotonic()
+    count = 0
+    for hashed in hash_entries(
+        lambda entry: source_of[entry.path], todo, run.algorithm, settings.workers, progress
+    ):
+        pending.append(_item_row(hashed, seq_of[hashed.entry.path], run.algorithm))
+        count += 1
+        if len(pending) >= FLUSH_ITEMS or time.monotonic() - last_flush > FLUSH_SECONDS:
+            store.add_items(run.id or 0, pending)
+            pending.clear()
+            keep_claim()
+            last_flush = time.monotonic()
+    store.add_items(run.id or 0, pending)
+    progress.finish()
+    return count
+
+
+def entry_size(entry: Entry) -> int:
+    size = entry.fields.get("size")
+    return size if isinstance(size, int) else 0
+
+
+# tree ---------------------------------------------------------------------------------
+
+
+def build_tree(store: Store, run: Run) -> merkle.HashTree:
+    """Return the run's tree: one leaf per hashed item, plus the previous root if any."""
+    leaves = [
+        merkle.leaf_hash(run.algorithm, content, meta)
+        for content, meta in store.item_digests(run.id or 0)
+    ]
+    if run.previous_root is not None:
+        leaves.append(merkle.chain_leaf(run.algorithm, run.previous_root))
+    return merkle.HashTree(run.algorithm, leaves)
+
+
+def _seal_tree(store: Store, run: Run) -> Run:
+    """Fix the run's previous link, build its tree and store the root."""
+    run_id = run.id or 0
+    previous = store.previous_completed(run.stream, run.period)
+    if previous is not None and previous.root is not None:
+        run = store.update_run(
+            run_id, previous_run_id=previous.id, previous_root=previous.root
+        )
+    tree = build_tree(store, run)
+    errors = store.item_count(run_id, status="error")
+    run = store.update_run(
+        run_id,
+        root=tree.root,
+        leaves=tree.size,
+        item_count=store.item_count(run_id),
+        error_count=errors,
+        partial=errors > 0,
+        state=AWAITING_TIMESTAMP,
+    )
+    logger.info("run %s: tree of %d leaves, root %s", run_id, tree.size, tree.root.hex())
+    return run
+
+
+# timestamp ----------------------------------------------------------------------------
+
+
+def timestamp_run(
+    settings: Settings, store: Store, run: Run, tsas: Sequence[TSAConfig] | None = None
+) -> tuple[Run, list[Timestamp], list[dict[str, str]]]:
+    """Ask every TSA without a token for this run yet; seal the run if enough tokens.
+
+    Returns the fresh run, its stored tokens and the per-TSA failures of this pass.
+    """
+    from notary.tsa.client import IssuedToken, collect_tokens
+
+    run_id = run.id or 0
+    tsas = list(tsas if tsas is not None else settings.tsas_for(settings.stream(run.stream)))
+    have = {t.tsa for t in store.timestamps(run_id)}
+    ask = [tsa for tsa in tsas if tsa.name not in have]
+    failures: list[dict[str, str]] = []
+    if run.root is None:
+        raise UsageError(f"run {run_id}: has no root yet", run=run_id)
+    for result in collect_tokens(ask, run.root, run.algorithm, home=settings.home):
+        if isinstance(result, IssuedToken):
+            store.add_timestamp(_timestamp_row(run_id, result))
+            logger.info("run %s: token from %s serial %x", run_id, result.tsa, result.info.serial)
+        else:
+            failures.append(_failure(result))
+    return _seal_if_ready(settings, store, run), store.timestamps(run_id), failures
+
+
+def _failure(error: TimestampError) -> dict[str, str]:
+    tsa = str(error.facts.get("tsa", "?"))
+    logger.warning("timestamp from %s failed: %s", tsa, error.message)
+    return {"tsa": tsa, "error": error.message, "type": type(error).__name__}
+
+
+def _timestamp_row(run_id: int, issued: Any) -> Timestamp:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    info = issued.info
+    pem = "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in issued.certificates)
+    return Timestamp(
+        run_id=run_id,
+        tsa=issued.tsa,
+        url=issued.url,
+        response=issued.response,
+        serial=format(info.serial, "x"),
+        gen_time=info.gen_time,
+        gen_time_raw=info.gen_time_raw,
+        policy=info.policy,
+        hash_algorithm=info.hash_algorithm,
+        certificates=pem,
+    )
+
+
+def _seal_if_ready(settings: Settings, store: Store, run: Run) -> Run:
+    run_id = run.id or 0
+    tokens = len(store.timestamps(run_id))
+    if tokens >= settings.min_tokens:
+        run = store.update_run(run_id, state=COMPLETE, sealed_at=utcnow(), last_error=None)
+        logger.info("run %s: complete with %d token(s)", run_id, tokens)
+        return run
+    attempts = run.attempts + 1
+    delay = min(RETRY_BASE * 2 ** (attempts - 1), RETRY_MAX)
+    logger.warning(
+        "run %s: %d of %d token(s); awaiting timestamp (retry %d in %s)",
+        run_id,
+        tokens,
+        settings.min_tokens,
+        attempts,
+        delay,
+    )
+    return store.update_run(
+        run_id,
+        attempts=attempts,
+        next_retry_at=utcnow() + delay,
+        last_error=f"{tokens} of {settings.min_tokens} token(s)",
+    )
+
+
+# the pipeline -------------------------------------------------------------------------
+
+
+def attest(
+    settings: Settings,
+    store: Store,
+    *,
+    stream: str,
+    period: str,
+    paths: Sequence[str],
+    algorithm: str | None = None,
+    progress: Progress | None = None,
+    owner: str | None = None,
+    anchor: bool = False,
+    source_options: dict[str, Any] | None = None,
+) -> RunSummary:
+    """Attest ``paths`` as ``stream`` for ``period``: a new run, hashed, timestamped.
+
+    Raises NoItemsError (no run is created) when the sources hold nothing to attest,
+    RunConflictError when the stream already has a run for the period, ConfigError when
+    no TSA is configured.
+    """
+    periods.parse(period)
+    stream_config = settings.stream(stream)
+    if not settings.tsas_for(stream_config):
+        raise ConfigError(
+            "config: no [[tsa]] configured", hint="run `notary init` or add a [[tsa]] table"
+        )
+    algorithm = algorithm or (stream_config.hash_algorithm if stream_config else None)
+    algorithm = algorithm or settings.hash_algorithm
+    merkle.digest(algorithm, b"")
+    existing = store.find_run(stream, period)
+    if existing is not None:
+        raise _conflict(existing)
+
+    paths = [path if "://" in path else os.path.abspath(path) for path in paths]
+    sources = open_sources(paths, **(source_options or {}))
+    entries, skipped = collect(sources)
+    if not entries:
+        raise NoItemsError(
+            f"sources {', '.join(paths)}: nothing to attest"
+            + (f" ({len(skipped)} special file(s) skipped)" if skipped else ""),
+            paths=list(paths),
+        )
+    owner = owner or owner_id()
+    spec = {"paths": list(paths), "options": source_options or {}}
+    run = store.create_run(
+        stream=stream,
+        period=period,
+        algorithm=algorithm,
+        source=json.dumps(spec),
+        owner=owner,
+        lease=DEFAULT_LEASE,
+    )
+    run = store.update_run(run.id or 0, skipped=_skipped_json(skipped))
+    return _finish(settings, store, run, entries, progress, owner, anchor)
+
+
+def _conflict(run: Run) -> RunConflictError:
+    if run.state == COMPLETE:
+        hint = "choose another --period or --stream"
+    else:
+        hint = f"finish it with `notary attest --resume {run.id}`"
+    return RunConflictError(
+        f"stream {run.stream} period {run.period}: run {run.id} exists ({run.state})",
+        run=run.id,
+        state=run.state,
+        hint=hint,
+    )
+
+
+def resume(
+    settings: Settings,
+    store: Store,
+    run_id: int,
+    *,
+    progress: Progress | None = None,
+    owner: str | None = None,
+    anchor: bool = False,
+) -> RunSummary:
+    """Finish an interrupted run without re-hashing the items it already holds."""
+    run = store.get_run(run_id)
+    owner = owner or owner_id()
+    if run.state == COMPLETE:
+        return summarize(store, run)
+    if not store.claim(run_id, owner, DEFAULT_LEASE):
+        raise RunConflictError(
+            f"run {run_id}: claimed by {run.claim_owner} until {run.claim_expires}",
+            run=run_id,
+            hint="another process is working on it; wait or let its lease expire",
+        )
+    entries: list[tuple[Source, Entry]] = []
+    if run.state in (COLLECTING, HASHING):
+        spec = json.loads(run.source)
+        entries, skipped = collect(open_sources(spec["paths"], **spec["options"]))
+        run = store.update_run(run_id, skipped=_skipped_json(skipped))
+    return _finish(settings, store, run, entries, progress, owner, anchor)
+
+
+def _finish(
+    settings: Settings,
+    store: Store,
+    run: Run,
+    entries: Sequence[tuple[Source, Entry]],
+    progress: Progress | None,
+    owner: str,
+    anchor: bool,
+) -> RunSummary:
+    run_id = run.id or 0
+    progress = progress or Progress.disabled()
+    hashed = 0
+    try:
+        if run.state in (COLLECTING, HASHING):
+            run = store.update_run(run_id, state=HASHING)
+
+            def keep_claim() -> None:
+                store.claim(run_id, owner, DEFAULT_LEASE)
+
+            hashed = _hash_missing(store, run, entries, settings, progress, keep_claim)
+            run = _seal_tree(store, run)
+        tokens: list[Timestamp] = []
+        failures: list[dict[str, str]] = []
+        if run.state == AWAITING_TIMESTAMP:
+            run, tokens, failures = timestamp_run(settings, store, run)
+        summary = summarize(store, run, hashed_now=hashed, timestamp_errors=failures)
+        if anchor and run.state == COMPLETE:
+            summary.anchor = _anchor(settings, store, run_id)
+        return summary
+    finally:
+        store.release(run_id, owner)
+
+
+def _anchor(settings: Settings, store: Store, run_id: int) -> dict[str, Any]:
+    """Anchor a sealed run; a failure is reported, never fatal to the run."""
+    try:
+        from notary.anchor import anchor_run
+    except ImportError:
+        return {"state": "unavailable", "error": "anchoring support is not installed"}
+    try:
+        return dict(anchor_run(settings, store, run_id))
+    except Exception as exc:  # noqa: BLE001 - anchoring never holds a run back
+        logger.warning("run %s: anchoring failed: %s", run_id, exc)
+        return {"state": "failed", "error": str(exc)}
+
+
+def summarize(store: Store, run: Run, **extra: Any) -> RunSummary:
+    """Return the summary of a stored run (errors and unstable items listed)."""
+    run_id = run.id or 0
+    errors: list[dict[str, str]] = []
+    unstable: list[str] = []
+    for item in store.iter_items(run_id):
+        name = record.display_name(bytes(item.path))
+        if item.status == "error":
+            errors.append({"path": name, "error": item.error or "unreadable"})
+        elif item.status == "unstable":
+            unstable.append(name)
+    return RunSummary(
+        run=run, errors=errors, unstable=unstable, tokens=store.timestamps(run_id), **extra
+    )
+
+
+def item_list(store: Store, run_id: int) -> list[dict[str, Any]]:
+    """Return every item of a run as plain data (path, status, size, digests)."""
+    return [
+        {
+            "n": item.seq,
+            "path": record.display_name(bytes(item.path)),
+            "status": item.status,
+            "size": item.size,
+            "content_digest": item.content_digest.hex() if item.content_digest else None,
+            "error": item.error,
+        }
+        for item in store.iter_items(run_id)
+    ]
