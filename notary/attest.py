@@ -1,8 +1,8 @@
 """The attestation run: collect → hash → tree → timestamp → (anchor) → seal.
 
-Each step persists its result before the next starts, so a killed process, a TSA outage or
-a chain outage never loses work: ``resume`` picks a run up where it stopped, hashing only
-the items not yet recorded. A run becomes ``complete`` only when it holds at least
+Each step persists its result before the next starts, so a killed process, a TSA outage
+or a chain outage never loses work: ``resume`` picks a run up where it stopped, hashing
+only the items not yet recorded. A run becomes ``complete`` only when it holds at least
 ``min_tokens`` verified timestamp tokens.
 """
 
@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from notary import merkle, period as periods, record
+from notary import merkle, record
+from notary import period as periods
 from notary.config import Settings, TSAConfig
 from notary.errors import (
     ConfigError,
@@ -98,7 +99,9 @@ def owner_id() -> str:
 # collect ------------------------------------------------------------------------------
 
 
-def collect(sources: Sequence[Source]) -> tuple[list[tuple[Source, Entry]], list[Skipped]]:
+def collect(
+    sources: Sequence[Source],
+) -> tuple[list[tuple[Source, Entry]], list[Skipped]]:
     """List every source; return (source, entry) pairs in path order and skipped files.
 
     Raises UsageError when two sources name the same item path.
@@ -113,7 +116,7 @@ def collect(sources: Sequence[Source]) -> tuple[list[tuple[Source, Entry]], list
             if found.path in entries:
                 raise UsageError(
                     f"item {record.display_name(found.path)}: named by two sources",
-                    hint="attest the sources as separate streams or give distinct folders",
+                    hint="attest them as separate streams, or give distinct folders",
                 )
             entries[found.path] = (source, found)
     return [entries[path] for path in sorted(entries)], skipped
@@ -155,20 +158,26 @@ def _hash_missing(
     progress: Progress,
     keep_claim: Callable[[], None],
 ) -> int:
-    """Hash the entries not yet stored for ``run``, persisting batches; return the count."""
+    """Hash the entries ``run`` lacks, persisting them in batches; return how many."""
     done = store.item_paths(run.id or 0)
     seq_of = {entry.path: n for n, (_, entry) in enumerate(entries, start=1)}
     source_of = {entry.path: source for source, entry in entries}
     todo = [entry for _, entry in entries if entry.path not in done]
     if done:
-        logger.info("run %s: %d items already hashed, %d to go", run.id, len(done), len(todo))
+        logger.info(
+            "run %s: %d items already hashed, %d to go", run.id, len(done), len(todo)
+        )
     progress.start(len(todo), sum(entry_size(e) for e in todo))
 
     pending: list[dict[str, Any]] = []
     last_flush = time.monotonic()
     count = 0
     for hashed in hash_entries(
-        lambda entry: source_of[entry.path], todo, run.algorithm, settings.workers, progress
+        lambda entry: source_of[entry.path],
+        todo,
+        run.algorithm,
+        settings.workers,
+        progress,
     ):
         pending.append(_item_row(hashed, seq_of[hashed.entry.path], run.algorithm))
         count += 1
@@ -191,7 +200,7 @@ def entry_size(entry: Entry) -> int:
 
 
 def build_tree(store: Store, run: Run) -> merkle.HashTree:
-    """Return the run's tree: one leaf per hashed item, plus the previous root if any."""
+    """Return the run's tree: a leaf per hashed item, and the previous root if any."""
     leaves = [
         merkle.leaf_hash(run.algorithm, content, meta)
         for content, meta in store.item_digests(run.id or 0)
@@ -220,7 +229,9 @@ def _seal_tree(store: Store, run: Run) -> Run:
         partial=errors > 0,
         state=AWAITING_TIMESTAMP,
     )
-    logger.info("run %s: tree of %d leaves, root %s", run_id, tree.size, tree.root.hex())
+    logger.info(
+        "run %s: tree of %d leaves, root %s", run_id, tree.size, tree.root.hex()
+    )
     return run
 
 
@@ -237,7 +248,9 @@ def timestamp_run(
     from notary.tsa.client import IssuedToken, collect_tokens
 
     run_id = run.id or 0
-    tsas = list(tsas if tsas is not None else settings.tsas_for(settings.stream(run.stream)))
+    tsas = list(
+        tsas if tsas is not None else settings.tsas_for(settings.stream(run.stream))
+    )
     have = {t.tsa for t in store.timestamps(run_id)}
     ask = [tsa for tsa in tsas if tsa.name not in have]
     failures: list[dict[str, str]] = []
@@ -246,7 +259,12 @@ def timestamp_run(
     for result in collect_tokens(ask, run.root, run.algorithm, home=settings.home):
         if isinstance(result, IssuedToken):
             store.add_timestamp(_timestamp_row(run_id, result))
-            logger.info("run %s: token from %s serial %x", run_id, result.tsa, result.info.serial)
+            logger.info(
+                "run %s: token from %s serial %x",
+                run_id,
+                result.tsa,
+                result.info.serial,
+            )
         else:
             failures.append(_failure(result))
     return _seal_if_ready(settings, store, run), store.timestamps(run_id), failures
@@ -262,7 +280,9 @@ def _timestamp_row(run_id: int, issued: Any) -> Timestamp:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     info = issued.info
-    pem = "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in issued.certificates)
+    pem = "".join(
+        c.public_bytes(Encoding.PEM).decode("ascii") for c in issued.certificates
+    )
     return Timestamp(
         run_id=run_id,
         tsa=issued.tsa,
@@ -281,7 +301,9 @@ def _seal_if_ready(settings: Settings, store: Store, run: Run) -> Run:
     run_id = run.id or 0
     tokens = len(store.timestamps(run_id))
     if tokens >= settings.min_tokens:
-        run = store.update_run(run_id, state=COMPLETE, sealed_at=utcnow(), last_error=None)
+        run = store.update_run(
+            run_id, state=COMPLETE, sealed_at=utcnow(), last_error=None
+        )
         logger.info("run %s: complete with %d token(s)", run_id, tokens)
         return run
     attempts = run.attempts + 1
@@ -328,7 +350,8 @@ def attest(
     stream_config = settings.stream(stream)
     if not settings.tsas_for(stream_config):
         raise ConfigError(
-            "config: no [[tsa]] configured", hint="run `notary init` or add a [[tsa]] table"
+            "config: no [[tsa]] configured",
+            hint="run `notary init` or add a [[tsa]] table",
         )
     algorithm = algorithm or (stream_config.hash_algorithm if stream_config else None)
     algorithm = algorithm or settings.hash_algorithm
@@ -422,10 +445,9 @@ def _finish(
 
             hashed = _hash_missing(store, run, entries, settings, progress, keep_claim)
             run = _seal_tree(store, run)
-        tokens: list[Timestamp] = []
         failures: list[dict[str, str]] = []
         if run.state == AWAITING_TIMESTAMP:
-            run, tokens, failures = timestamp_run(settings, store, run)
+            run, _, failures = timestamp_run(settings, store, run)
         summary = summarize(store, run, hashed_now=hashed, timestamp_errors=failures)
         if anchor and run.state == COMPLETE:
             summary.anchor = _anchor(settings, store, run_id)
@@ -442,7 +464,7 @@ def _anchor(settings: Settings, store: Store, run_id: int) -> dict[str, Any]:
         return {"state": "unavailable", "error": "anchoring support is not installed"}
     try:
         return dict(anchor_run(settings, store, run_id))
-    except Exception as exc:  # noqa: BLE001 - anchoring never holds a run back
+    except Exception as exc:
         logger.warning("run %s: anchoring failed: %s", run_id, exc)
         return {"state": "failed", "error": str(exc)}
 
@@ -459,7 +481,11 @@ def summarize(store: Store, run: Run, **extra: Any) -> RunSummary:
         elif item.status == "unstable":
             unstable.append(name)
     return RunSummary(
-        run=run, errors=errors, unstable=unstable, tokens=store.timestamps(run_id), **extra
+        run=run,
+        errors=errors,
+        unstable=unstable,
+        tokens=store.timestamps(run_id),
+        **extra,
     )
 
 
@@ -471,7 +497,9 @@ def item_list(store: Store, run_id: int) -> list[dict[str, Any]]:
             "path": record.display_name(bytes(item.path)),
             "status": item.status,
             "size": item.size,
-            "content_digest": item.content_digest.hex() if item.content_digest else None,
+            "content_digest": item.content_digest.hex()
+            if item.content_digest
+            else None,
             "error": item.error,
         }
         for item in store.iter_items(run_id)

@@ -1,8 +1,8 @@
 """Settings: the TOML file in the data directory, overridden by ``NOTARY_*`` variables.
 
 Precedence: command-line flag > environment > config file > default. Unknown keys in the
-file are an error that names them. Secrets (TSA passwords, wallet keys) are never read from
-the file: the file names environment variables that hold them.
+file are an error that names them. Secrets (TSA passwords, wallet keys) are never read
+from the file: the file names environment variables that hold them.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ def default_home() -> Path:
 class TSAConfig:
     """One time-stamping authority.
 
-    ``url`` is an http(s) URL, or ``builtin`` for the in-process TSA of the data directory.
-    ``auth_env`` names a variable holding ``user:password`` for HTTP basic auth;
-    ``header_env`` names a variable holding one ``Name: value`` header.
+    ``url`` is an http(s) URL, or ``builtin`` for the in-process TSA of the data
+    directory. ``auth_env`` names a variable holding ``user:password`` for HTTP basic
+    auth; ``header_env`` names a variable holding one ``Name: value`` header.
     """
 
     name: str
@@ -75,9 +75,10 @@ class StreamConfig:
 class AnchorConfig:
     """EVM anchoring; the signing key comes from the environment, never from here.
 
-    ``rpc_url`` ``builtin`` selects the in-process eth-tester chain (proves nothing to third
-    parties). ``key_env`` names the variable holding a hex private key; ``keystore`` is an
-    encrypted keystore file whose password is in the variable named by ``password_env``.
+    ``rpc_url`` ``builtin`` selects the in-process eth-tester chain (proves nothing to
+    third parties). ``key_env`` names the variable holding a hex private key;
+    ``keystore`` is an encrypted keystore file whose password is in the variable named
+    by ``password_env``.
     """
 
     rpc_url: str = "builtin"
@@ -165,11 +166,13 @@ def _env_int(name: str, fallback: int) -> int:
     try:
         return int(raw)
     except ValueError as exc:
-        raise ConfigError(f"environment: {name} must be an integer, got {raw!r}") from exc
+        raise ConfigError(
+            f"environment: {name} must be an integer, got {raw!r}"
+        ) from exc
 
 
 def load(home: Path | None = None) -> Settings:
-    """Read settings from ``home/config.toml`` (absent file: defaults) and the environment.
+    """Read settings from ``home/config.toml`` (if present) and the environment.
 
     Raises ConfigError naming any unknown key or bad value.
     """
@@ -177,7 +180,9 @@ def load(home: Path | None = None) -> Settings:
     data = _read_file(home / CONFIG_NAME)
     unknown = sorted(set(data) - {"notary", "tsa", "stream", "anchor"})
     if unknown:
-        raise ConfigError(f"config: unknown section(s): {', '.join(unknown)}", keys=unknown)
+        raise ConfigError(
+            f"config: unknown section(s): {', '.join(unknown)}", keys=unknown
+        )
 
     core = dict(data.get("notary", {}))
     allowed = {"database_url", "hash_algorithm", "workers", "min_tokens", "webhook_url"}
@@ -189,9 +194,11 @@ def load(home: Path | None = None) -> Settings:
             hint=f"known keys: {', '.join(sorted(allowed))}",
         )
 
-    database_url = os.environ.get("NOTARY_DATABASE_URL") or core.get(
-        "database_url"
-    ) or f"sqlite:///{home / 'notary.db'}"
+    database_url = (
+        os.environ.get("NOTARY_DATABASE_URL")
+        or core.get("database_url")
+        or f"sqlite:///{home / 'notary.db'}"
+    )
     algorithm = os.environ.get("NOTARY_HASH_ALGORITHM") or core.get(
         "hash_algorithm", DEFAULT_ALGORITHM
     )
@@ -231,23 +238,23 @@ def _validate(settings: Settings) -> None:
 
 DEFAULT_CONFIG = """\
 # notary configuration. Reference: README.md, "Configuration".
-# Settings here are overridden by NOTARY_* environment variables and by command-line flags.
+# Overridden by NOTARY_* environment variables and by command-line flags.
 
 [notary]
-hash_algorithm = "sha256"      # sha256 | sha384 | sha512
-workers = 4                    # files hashed in parallel
-min_tokens = 1                 # verified TSA tokens needed to seal a run (2 recommended)
-# database_url = "postgresql+psycopg://notary@127.0.0.1/notary"   # default: notary.db here
+hash_algorithm = "sha256"   # sha256 | sha384 | sha512
+workers = 4                 # files hashed in parallel
+min_tokens = 1              # verified TSA tokens needed to seal a run (2 recommended)
+# database_url = "postgresql+psycopg://notary@127.0.0.1/notary"  # default: notary.db
 # webhook_url = "https://ops.example/notary-events"
 
-# The built-in TSA lives in this directory. It is for trying notary out: its tokens prove
-# nothing to a third party. Production runs should use independent TSAs, for example:
+# The built-in TSA lives in this directory. It is for trying notary out: its tokens
+# prove nothing to a third party. Production runs should use independent TSAs:
 #
 # [[tsa]]
 # name = "freetsa"
 # url = "https://freetsa.org/tsr"
 # trust_roots = ["/etc/notary/freetsa-cacert.pem"]
-# auth_env = "FREETSA_AUTH"    # optional: variable holding user:password
+# auth_env = "FREETSA_AUTH"  # optional: variable holding user:password
 [[tsa]]
 name = "builtin"
 url = "builtin"
@@ -265,6 +272,6 @@ def write_default(home: Path) -> Path:
 
 
 def resolve(settings: Settings, path: str) -> Path:
-    """Resolve a path from the config: relative paths are relative to the data directory."""
+    """Resolve a config path; relative paths are relative to the data directory."""
     candidate = Path(path).expanduser()
     return candidate if candidate.is_absolute() else settings.home / candidate

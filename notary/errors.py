@@ -10,7 +10,7 @@
     │   ├── RunConflictError         a run already exists for this stream and period
     │   ├── NotFoundError            no such run, item or file
     │   │   └── LeafNotFoundError    a leaf that is not in the hash tree
-    │   └── BundleFormatError        not a readable notary bundle (or a newer major version)
+    │   └── BundleFormatError        not a readable notary bundle, or a newer version
     │       └── EvidenceRecordError  not a readable RFC 4998 evidence record
     ├── SourceError                  listing or reading evidence failed
     ├── StoreError                   the database failed or holds something unexpected
@@ -24,23 +24,24 @@
     │   │   ├── TSAEmptyResponseError 200 with an empty body
     │   │   └── TSAResponseTooLargeError body over the size cap
     │   ├── TSAStatusError           the TSA answered with a non-granted status
-    │   └── TokenError               a token failed a check (verdict "invalid")
-    │       ├── TokenFormatError     the bytes are not a TimeStampResp/TimeStampToken
-    │       ├── ImprintMismatchError
-    │       ├── NonceMismatchError
-    │       ├── SignatureError
-    │       └── CertificateError     signer certificate or path rejected
-    │           ├── ESSCertIDError   ESSCertID(v2) does not bind the signer certificate
-    │           ├── EKUError         extended key usage wrong (signer or a CA in the path)
-    │           ├── KeyUsageError    key usage does not allow signing
-    │           ├── CertificateValidityError  genTime outside the signer's validity
-    │           └── CertificatePathError      path to a trust root invalid at genTime
-    │   └── TokenIndeterminateError  a check could not be decided (verdict "indeterminate")
+    │   ├── TokenError               a token failed a check (verdict "invalid")
+    │   │   ├── TokenFormatError     the bytes are not a TimeStampResp/TimeStampToken
+    │   │   ├── ImprintMismatchError
+    │   │   ├── NonceMismatchError
+    │   │   ├── SignatureError
+    │   │   └── CertificateError     signer certificate or path rejected
+    │   │       ├── ESSCertIDError   ESSCertID(v2) does not bind the signer
+    │   │       ├── EKUError         extended key usage wrong (signer or a path CA)
+    │   │       ├── KeyUsageError    key usage does not allow signing
+    │   │       ├── CertificateValidityError  genTime outside the signer's validity
+    │   │       └── CertificatePathError      path to a trust root invalid at genTime
+    │   └── TokenIndeterminateError  a check could not be decided ("indeterminate")
     ├── AnchorError                  EVM anchoring or anchor verification failed
     └── ProofError                   a Merkle proof or bundle content does not check out
 
-Each error carries the facts as attributes (keyword arguments of the constructor), so callers
-and JSON reports can show expected and actual values without parsing the message.
+Each error carries the facts as attributes (keyword arguments of the constructor),
+so callers and JSON reports can show expected and actual values without parsing the
+message.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 FROZEN FORMAT. Each bundle item carries one EvidenceRecord (RFC 4998 §3) with exactly
 one ArchiveTimeStampChain holding exactly one ArchiveTimeStamp:
 
-- ``digestAlgorithm`` [0] is always present (the tree's algorithm, no parameters);
+- ``digestAlgorithm`` [0] is always present (the tree's algorithm, NULL parameters);
 - ``reducedHashtree`` [2] is the item's reduced hash tree: the first PartialHashtree
   holds the item's data group, ``[content_digest, record_digest]``, each further one
   holds the one sibling of one level (RFC 4998 §4.2, see ``notary.merkle``);
@@ -22,6 +22,7 @@ but rejects renewed records (several timestamps or chains): notary never writes 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,27 +94,45 @@ def evidence_record(
 
     ``group`` is the item's data group digests (``[content_digest, record_digest]``),
     ``siblings`` its proof, ``token_der`` the DER TimeStampToken (ContentInfo, not the
-    TimeStampResp) over the root. Raises EvidenceRecordError for an unsupported
-    algorithm, digests of the wrong length or a token that does not parse.
+    TimeStampResp) over the root, embedded byte for byte. Raises EvidenceRecordError
+    for an unsupported algorithm, digests of the wrong length or a token that does not
+    parse.
     """
     _check_digests(algorithm, [*group, *siblings])
-    digest_algorithm = algos.DigestAlgorithm({"algorithm": algorithm})
+    _check_token(token_der)
+    # NOTE: encoded by hand (the structure is fixed and small): building it with
+    # asn1crypto costs ~10 ms per item, too slow for bundles of 100,000s of items.
+    # tests/unit/test_ers.py checks that both encodings are identical.
+    algorithm_id = _algorithm_identifier(algorithm)
     trees = [list(group), *([sibling] for sibling in siblings)]
-    archive_time_stamp = ArchiveTimeStamp(
-        {
-            "digest_algorithm": digest_algorithm,
-            "reduced_hashtree": trees,
-            "time_stamp": _load_content_info(token_der),
-        }
+    reduced = b"".join(_der(0x30, b"".join(_der(0x04, d) for d in t)) for t in trees)
+    archive_time_stamp = _der(
+        0x30,
+        _der(0xA0, algorithm_id[2:]) + _der(0xA2, reduced) + token_der,
     )
-    record = EvidenceRecord(
-        {
-            "version": ERS_VERSION,
-            "digest_algorithms": [digest_algorithm],
-            "archive_time_stamp_sequence": [[archive_time_stamp]],
-        }
-    )
-    return bytes(record.dump(force=True))
+    chain_sequence = _der(0x30, _der(0x30, archive_time_stamp))
+    version = _der(0x02, bytes([ERS_VERSION]))
+    return _der(0x30, version + _der(0x30, algorithm_id) + chain_sequence)
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    """Return one DER TLV (X.690 §8.1: short or long definite length)."""
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + content
+
+
+@functools.lru_cache(maxsize=8)
+def _algorithm_identifier(algorithm: str) -> bytes:
+    """Return the DER AlgorithmIdentifier of a digest (NULL parameters, as OpenSSL)."""
+    return bytes(algos.DigestAlgorithm({"algorithm": algorithm}).dump())
+
+
+@functools.lru_cache(maxsize=8)
+def _check_token(token_der: bytes) -> None:
+    _load_content_info(token_der)
 
 
 def parse_evidence_record(der: bytes) -> tuple[str, list[list[bytes]], bytes]:

@@ -102,11 +102,13 @@ def _anchors(store: Store, run_id: int) -> list[dict[str, Any]]:
     return [anchor_record(anchor) for anchor in store.anchors(run_id)]
 
 
-def bundle_content(store: Store, run_id: int, items: Sequence[str] = ()) -> BundleContent:
+def bundle_content(
+    store: Store, run_id: int, items: Sequence[str] = ()
+) -> BundleContent:
     """Gather a complete run (or some of its items) into a BundleContent.
 
-    Raises UsageError for a run that is not complete, ProofError when the stored items no
-    longer give the stored root (a damaged database).
+    Raises UsageError for a run that is not complete, ProofError when the stored items
+    no longer give the stored root (a damaged database).
     """
     run = store.get_run(run_id)
     if run.state != COMPLETE or run.root is None:
@@ -131,7 +133,9 @@ def bundle_content(store: Store, run_id: int, items: Sequence[str] = ()) -> Bund
     ]
     previous = None
     if run.previous_root is not None:
-        previous_run = store.get_run(run.previous_run_id) if run.previous_run_id else None
+        previous_run = (
+            store.get_run(run.previous_run_id) if run.previous_run_id else None
+        )
         chain = merkle.chain_leaf(run.algorithm, run.previous_root)
         previous = {
             "run": run.previous_run_id,
@@ -157,5 +161,7 @@ def export(store: Store, run_id: int, output: Path, items: Sequence[str] = ()) -
     """Write the bundle of a run to ``output`` (zip); return the path written."""
     content = bundle_content(store, run_id, items)
     write_bundle(content, output)
-    logger.info("run %s: bundle written to %s (%d items)", run_id, output, len(content.items))
+    logger.info(
+        "run %s: bundle written to %s (%d items)", run_id, output, len(content.items)
+    )
     return output

@@ -108,7 +108,8 @@ def hash_entries(
     are pulled lazily and few results wait to be consumed. ``workers`` <= 1 hashes in
     the calling thread. ``progress`` is advanced here; starting and finishing it is the
     caller's job. An exception from a source (a bug, or a failure that concerns every
-    item) stops the workers and is raised here.
+    item) stops the workers and is raised here. Raises UnsupportedAlgorithmError at
+    once for an unknown algorithm.
     """
     hasher(algorithm)
     pick = _picker(source_of_entry)
@@ -119,6 +120,10 @@ def hash_entries(
         results: Iterable[Hashed] = (pick(e).digest(e, algorithm) for e in entries)
     else:
         results = _Pool(pick, entries, algorithm, workers)
+    return _advancing(results, progress)
+
+
+def _advancing(results: Iterable[Hashed], progress: Progress) -> Iterator[Hashed]:
     for hashed in results:
         progress.advance(1, hashed.size)
         yield hashed

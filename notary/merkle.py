@@ -169,10 +169,17 @@ class HashTree:
         return self._levels[0][start : start + self._width]
 
     def _find(self, leaf: bytes) -> int:
-        if len(leaf) != self._width:
+        width = self._width
+        if len(leaf) != width:
             return -1
-        index = bisect_left(range(self.size), leaf, key=self.leaf)
-        return index if index < self.size and self.leaf(index) == leaf else -1
+        base = self._levels[0]
+        index = bisect_left(
+            range(self.size), leaf, key=lambda i: base[i * width : i * width + width]
+        )
+        found = (
+            index < self.size and base[index * width : index * width + width] == leaf
+        )
+        return index if found else -1
 
 
 def _sorted_leaves(leaves: list[bytes], width: int) -> list[bytes]:

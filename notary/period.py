@@ -1,8 +1,8 @@
 """Periods: the calendar months that identify runs (``YYYY-MM``).
 
-The period, not the wall clock, identifies a run, so time zones and DST never change what a
-run attests. A source template such as ``/srv/snapshots/{period:%Y-%m}/`` is filled with the
-first day of the period.
+The period, not the wall clock, identifies a run, so time zones and DST never change
+what a run attests. A source template such as ``/srv/snapshots/{period:%Y-%m}/`` is
+filled with the first day of the period.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ def parse(period: str) -> date:
     match = PERIOD_RE.match(period)
     if not match:
         raise UsageError(
-            f"period: expected YYYY-MM, got {period!r}", period=period, hint="e.g. 2026-11"
+            f"period: expected YYYY-MM, got {period!r}",
+            period=period,
+            hint="e.g. 2026-11",
         )
     return date(int(match.group(1)), int(match.group(2)), 1)
 
@@ -66,7 +68,9 @@ def fill(template: str, period: str) -> str:
     Raises ConfigError for a template with other placeholders or bad braces.
     """
     try:
-        return template.format(period=datetime.combine(parse(period), datetime.min.time()))
+        return template.format(
+            period=datetime.combine(parse(period), datetime.min.time())
+        )
     except (KeyError, IndexError, ValueError) as exc:
         raise ConfigError(
             f"source template {template!r}: {exc}",

@@ -1,20 +1,23 @@
 """Canonical metadata records of evidence items.
 
-FROZEN FORMAT (record version 1). A record's bytes are hashed into the tree, so any change
-to this encoding needs a new record version; verifiers must keep reading version 1.
+FROZEN FORMAT (record version 1). A record's bytes are hashed into the tree, so any
+change to this encoding needs a new record version; verifiers must keep reading
+version 1.
 
 A record is a flat JSON object whose values are strings, integers, booleans or null,
-serialised canonically: keys sorted by code point, no whitespace, ASCII only (every non-ASCII
-character written as a ``\\uXXXX`` escape). Names are never normalised: NFC and NFD forms of
-one name give different records. A name (``path``, ``target``, ``key``) whose bytes are valid
-UTF-8 is stored as text under its own key; otherwise its exact bytes are stored as lowercase
-hex under ``<name>_hex`` and the text key is absent. So two different items never encode to
-the same bytes, and the exact name bytes are always recoverable.
+serialised canonically: keys sorted by code point, no whitespace, ASCII only (every
+non-ASCII character written as a ``\\uXXXX`` escape). Names are never normalised: NFC
+and NFD forms of one name give different records. A name (``path``, ``target``,
+``key``) whose bytes are valid UTF-8 is stored as text under its own key; otherwise its
+exact bytes are stored as lowercase hex under ``<name>_hex`` and the text key is
+absent. So two different items never encode to the same bytes, and the exact name
+bytes are always recoverable.
 
 Common keys: ``v`` (record version, 1), ``kind`` (``file``, ``symlink``, ``object``),
 ``path`` or ``path_hex`` (relative, ``/``-separated), ``size`` (bytes hashed), ``salt``
 (32 lowercase hex digits, random per item). Kinds add their own keys, for example
-``mtime_ns`` for files, ``target`` for symlinks, ``version_id`` and ``etag`` for objects.
+``mtime_ns`` for files, ``target`` for symlinks, ``version_id`` and ``etag`` for
+objects.
 """
 
 from __future__ import annotations
@@ -68,7 +71,9 @@ def encode(record: Mapping[str, Value]) -> bytes:
     """
     for key, value in record.items():
         if value is not None and not isinstance(value, str | int | bool):
-            raise TypeError(f"record field {key!r}: unsupported type {type(value).__name__}")
+            raise TypeError(
+                f"record field {key!r}: unsupported type {type(value).__name__}"
+            )
     text = json.dumps(
         dict(record), sort_keys=True, separators=(",", ":"), ensure_ascii=True
     )

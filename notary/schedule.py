@@ -281,6 +281,7 @@ class DueResult:
     late: bool = False
     error: str | None = None
     next_retry_at: str | None = None
+    hashed_now: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -372,7 +373,7 @@ def _attest_new(
         anchor=stream.anchor,
         source_options=source_options(stream),
     )
-    return _result(stream.name, "attested", summary.run, late)
+    return _result(stream.name, "attested", summary.run, late, summary.hashed_now)
 
 
 def _continue(work: _Pass, stream: StreamConfig, run: Run, late: bool) -> DueResult:
@@ -391,7 +392,7 @@ def _continue(work: _Pass, stream: StreamConfig, run: Run, late: bool) -> DueRes
     summary = pipeline.resume(
         work.settings, work.store, run_id, owner=work.owner, anchor=stream.anchor
     )
-    return _result(stream.name, action, summary.run, late)
+    return _result(stream.name, action, summary.run, late, summary.hashed_now)
 
 
 def _retry_due(run: Run, now: datetime) -> bool:
@@ -419,7 +420,9 @@ def _retry_unscheduled(work: _Pass) -> None:
         _notify(work.settings, result)
 
 
-def _result(stream: str, action: str, run: Run, late: bool) -> DueResult:
+def _result(
+    stream: str, action: str, run: Run, late: bool, hashed_now: int = 0
+) -> DueResult:
     return DueResult(
         stream=stream,
         period=run.period,
@@ -432,6 +435,7 @@ def _result(stream: str, action: str, run: Run, late: bool) -> DueResult:
         late=late,
         error=run.last_error if run.state != COMPLETE else None,
         next_retry_at=run.next_retry_at.isoformat() if run.next_retry_at else None,
+        hashed_now=hashed_now,
     )
 
 

@@ -1,4 +1,4 @@
-"""Verdicts and named checks shared by every verifier (tokens, proofs, bundles, anchors)."""
+"""Verdicts and named checks shared by every verifier: tokens, proofs, anchors."""
 
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ class Verdict(enum.StrEnum):
 class Check:
     """One named rule and its outcome.
 
-    ``ok`` is True (passed), False (failed: invalid) or None (undecidable: indeterminate).
-    ``warning`` marks a passed check that deserves attention (e.g. a weak algorithm).
+    ``ok`` is True (passed), False (failed: invalid) or None (undecidable:
+    indeterminate). ``warning`` marks a passed check that deserves attention (e.g. a
+    weak algorithm).
     """
 
     name: str

@@ -46,7 +46,7 @@ from notary.errors import (
     TokenFormatError,
     UsageError,
 )
-from notary.ers import parse_evidence_record
+from notary.ers import evidence_record, parse_evidence_record
 from notary.tsa.token import load_certificates, load_token, token_info
 from notary.tsa.verify import TokenReport, verify_token
 from notary.verdict import Check, Verdict, combine
@@ -332,6 +332,8 @@ class _Verifier:
         assert item.evidence_record is not None
         try:
             der = self.bundle.read(item.evidence_record)
+            if self.is_expected_ers(item, siblings, der):
+                return Check(name, True, "same proof and token", item=item.path)
             algorithm, trees, token = parse_evidence_record(der)
         except NotaryError as exc:
             return Check(name, False, exc.message, item=item.path)
@@ -344,6 +346,16 @@ class _Verifier:
             detail = "its timestamp token is none of the bundle's tokens"
             return Check(name, False, detail, item=item.path)
         return Check(name, True, "same proof and token", item=item.path)
+
+    def is_expected_ers(
+        self, item: ManifestItem, siblings: list[bytes], der: bytes
+    ) -> bool:
+        """Tell whether ``der`` is exactly what notary writes for this item."""
+        group = [item.content_digest, item.record_digest]
+        return any(
+            der == evidence_record(self.algorithm, group, siblings, token)
+            for token in self.tokens
+        )
 
 
 def _scope(directory: Path | None, files: Sequence[Any], matched: int) -> str:

@@ -1,8 +1,8 @@
 """Fixtures shared by every test.
 
 Tests that need a tool or data that is absent skip with the reason; when the environment
-variable ``NOTARY_TEST_STRICT`` is set (CI sets it), such a skip becomes a failure, so CI
-always runs every test.
+variable ``NOTARY_TEST_STRICT`` is set (CI sets it), such a skip becomes a failure, so
+CI always runs every test.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("NOTARY_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("NOTARY_SHARED_DATA", REPO.parent / "shared" / "data")
+)
 
 
 def require(condition: bool, reason: str) -> None:
-    """Skip the calling test with ``reason`` unless ``condition``; fail instead in CI."""
+    """Skip the calling test with ``reason`` unless ``condition``; in CI, fail."""
     if condition:
         return
     if os.environ.get("NOTARY_TEST_STRICT"):
@@ -43,7 +45,9 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def _clean_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[None]:
     """Clear NOTARY_* variables so the developer's settings never leak into a test."""
     for name in list(os.environ):
         if name.startswith("NOTARY_") and name not in {

@@ -30,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from hexbytes import HexBytes
 from web3.contract import Contract
 from web3.exceptions import BlockNotFound
 from web3.types import TxReceipt
@@ -58,6 +57,8 @@ ANCHOR_STATES = (SUBMITTED, PENDING, FINAL, FAILED)
 # How far back (blocks) to search the contract's events for a transaction of ours that
 # took a nonce we no longer hold the hash of. Public RPC providers cap log ranges.
 LOG_LOOKBACK = 5000
+
+UNDERPRICED_MARK = "underpriced: "
 
 Saver = Callable[[Anchor], Anchor]
 Clock = Callable[[], datetime]
@@ -161,8 +162,18 @@ class Anchorer:
             return self._set(row, state=PENDING, last_error=None)
         if outcome is tx.Outcome.NONCE_TOO_LOW:
             return self._nonce_taken(row, previous)
+        if outcome is tx.Outcome.UNDERPRICED and previous is None:
+            # A fresh nonce the pool already holds: another process's transaction.
+            # Replacing it would knock that one out; take the next nonce instead.
+            return self._set(
+                row, state=PENDING, tx_hash=None, nonce=None, last_error=message
+            )
         if outcome is tx.Outcome.UNDERPRICED:
-            return self._replace(row)
+            # The next step raises the fees (one bump per step, never a loop here).
+            logger.warning(
+                "anchor %s: tx %s underpriced (%s)", row.id, row.tx_hash, message
+            )
+            return self._set(row, last_error=f"{UNDERPRICED_MARK}{message}")
         logger.warning(
             "anchor %s: node refused tx %s (%s); it stays submitted",
             row.id,
@@ -182,11 +193,10 @@ class Anchorer:
         market = self._call(tx.suggest_fees, self.chain.w3)
         fees = old.bumped().at_least(market)
         logger.warning(
-            "anchor %s: no receipt for tx %s after %s s; replacing (attempt %s, "
-            "max fee %s -> %s wei)",
+            "anchor %s: replacing tx %s with raised fees (attempt %s, max fee %s -> %s "
+            "wei)",
             row.id,
             row.tx_hash,
-            int(self.receipt_timeout.total_seconds()),
             row.attempts + 1,
             old.max_fee,
             fees.max_fee,
@@ -245,10 +255,11 @@ class Anchorer:
                     "address": self.contract.address,
                     "fromBlock": max(0, latest - LOG_LOOKBACK),
                     "toBlock": latest,
+                    # NOTE: hex strings: eth-tester matches no topic given as bytes.
                     "topics": [
-                        HexBytes(tx.EVENT_TOPIC),
-                        HexBytes(anchored_value(bytes(row.root))),
-                        HexBytes(sender_topic),
+                        tx.to_hex(tx.EVENT_TOPIC),
+                        tx.to_hex(anchored_value(bytes(row.root))),
+                        tx.to_hex(sender_topic),
                     ],
                 }
             )
@@ -261,6 +272,8 @@ class Anchorer:
         assert row.tx_hash is not None
         if self._call(tx.is_known, self.chain, row.tx_hash):
             return self._set(row, state=PENDING, last_error=None)
+        if (row.last_error or "").startswith(UNDERPRICED_MARK):
+            return self._replace(row)
         return self._resend(row)
 
     def _advance_unmined(self, row: Anchor) -> Anchor:
@@ -280,6 +293,12 @@ class Anchorer:
             )
             return self._resend(row)
         if self.clock() - row.updated_at >= self.receipt_timeout:
+            logger.warning(
+                "anchor %s: no receipt for tx %s within %s s",
+                row.id,
+                row.tx_hash,
+                int(self.receipt_timeout.total_seconds()),
+            )
             return self._replace(row)
         return row
 

@@ -129,7 +129,8 @@ def new_builtin_chain() -> Chain:
         ) from exc
     tester = EthereumTester(PyEVMBackend())
     w3 = Web3(_LockedTesterProvider(tester))
-    return Chain(w3=w3, chain_id=int(w3.eth.chain_id), label=LOCAL_LABEL, tester=tester)
+    label = f"builtin chain ({LOCAL_LABEL})"
+    return Chain(w3=w3, chain_id=int(w3.eth.chain_id), label=label, tester=tester)
 
 
 _builtin_lock = threading.Lock()

@@ -30,7 +30,6 @@ from notary.anchor.anchorer import (
 from notary.anchor.chain import (
     BUILTIN,
     LOCAL_CHAIN_IDS,
-    LOCAL_LABEL,
     Chain,
     connect,
     rpc_host,
@@ -70,7 +69,7 @@ def anchor_run(settings: Settings, store: Store, run_id: int) -> dict[str, Any]:
             raise
         return describe(_record_unsent(settings, store, run_id, bytes(run.root), exc))
     if live:
-        return describe(_step(anchorer, live[0]))
+        return describe(_upgrade_one(anchorer, live[0]))
     row = anchorer.new_anchor(run_id, bytes(run.root))
     logger.info("anchor %s run %s: root %s", row.id, run_id, bytes(run.root).hex())
     row = _step(anchorer, row)
@@ -101,23 +100,6 @@ def upgrade_pending(settings: Settings, store: Store) -> list[dict[str, Any]]:
             continue
         results.append(describe(_upgrade_one(anchorer, row)))
     return results
-
-
-def _for_contract(anchorer: Anchorer, address: str) -> Anchorer:
-    """Return an Anchorer like ``anchorer`` but for the registry at ``address``."""
-    if address.lower() == anchorer.contract.address.lower():
-        return anchorer
-    contract = check_registry(anchorer.chain, address)
-    return Anchorer(
-        anchorer.chain,
-        anchorer.account,
-        contract,
-        anchorer.save,
-        confirmations=anchorer.confirmations,
-        receipt_timeout=anchorer.receipt_timeout.total_seconds(),
-        nonce_floor=anchorer.nonce_floor,
-        clock=anchorer.clock,
-    )
 
 
 def status(settings: Settings, store: Store) -> list[dict[str, Any]]:
@@ -222,6 +204,23 @@ def _upgrade_one(anchorer: Anchorer, row: Anchor) -> Anchor:
     except NotaryError as exc:
         logger.warning("anchor %s: %s", row.id, exc.message)
         return row
+
+
+def _for_contract(anchorer: Anchorer, address: str) -> Anchorer:
+    """Return an Anchorer like ``anchorer`` but for the registry at ``address``."""
+    if address.lower() == anchorer.contract.address.lower():
+        return anchorer
+    contract = check_registry(anchorer.chain, address)
+    return Anchorer(
+        anchorer.chain,
+        anchorer.account,
+        contract,
+        anchorer.save,
+        confirmations=anchorer.confirmations,
+        receipt_timeout=anchorer.receipt_timeout.total_seconds(),
+        nonce_floor=anchorer.nonce_floor,
+        clock=anchorer.clock,
+    )
 
 
 def _confirm_locally(anchorer: Anchorer, row: Anchor) -> Anchor:
@@ -330,5 +329,4 @@ def _builtin_registry(chain: Chain, account: LocalAccount) -> str:
         if chain.registry_address is None:
             found = deploy_registry(chain, account, timeout=30)
             chain.registry_address = str(found["contractAddress"])
-            logger.info("anchor: builtin chain registry (%s)", LOCAL_LABEL)
         return chain.registry_address

@@ -80,10 +80,16 @@ def _check(name: str, ok: bool | None, detail: str, facts: dict[str, Any]) -> Ch
 # offline ------------------------------------------------------------------------------
 
 
+def _is_count(value: Any, least: int = 0) -> bool:
+    return type(value) is int and value >= least
+
+
 def _record_problems(record: dict[str, Any]) -> list[str]:
     problems = []
-    if not isinstance(record.get("chain_id"), int) or record["chain_id"] <= 0:
+    if not _is_count(record.get("chain_id"), 1):
         problems.append("chain_id")
+    if "confirmations" in record and not _is_count(record["confirmations"], 1):
+        problems.append("confirmations")
     for key in ("contract", "sender"):
         if not ADDRESS.match(str(record.get(key, ""))):
             problems.append(key)
@@ -101,7 +107,7 @@ def _record_problems(record: dict[str, Any]) -> list[str]:
 def _block_problems(record: dict[str, Any]) -> list[str]:
     problems = []
     for key in ("block_number", "log_index"):
-        if not isinstance(record.get(key), int) or record[key] < 0:
+        if not _is_count(record.get(key)):
             problems.append(key)
     if not HASH32.match(str(record.get("block_hash", ""))):
         problems.append("block_hash")

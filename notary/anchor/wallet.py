@@ -37,7 +37,7 @@ def load_account(config: AnchorConfig, home: Path | None = None) -> LocalAccount
         if not raw:
             return None
         account = _from_hex(raw, config.key_env)
-    logger.info("anchor: signing as %s", account.address)
+    logger.debug("anchor: signing as %s", account.address)
     return account
 
 

@@ -67,10 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings")
     parser.add_argument(
-        "--home", metavar="DIR", help="data directory (default: $NOTARY_HOME or the "
-        "user's data directory)"
+        "--home",
+        metavar="DIR",
+        help="data directory (default: $NOTARY_HOME or the user's data directory)",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser
+    )
     commands.required = True
     groups = {}
     for name, help_text in GROUPS.items():
@@ -89,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:
-    """Send the ``notary`` logger to stderr at the level the flags or environment ask."""
+    """Send the ``notary`` logger to stderr at the level flags or environment ask."""
     level_name = os.environ.get("NOTARY_LOG_LEVEL", "").upper()
     if verbose:
         level = logging.DEBUG if verbose > 1 else logging.INFO
@@ -125,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("notary: interrupted\n")
         return 130
-    except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a line
+    except Exception as exc:
         if args.verbose:
             raise
         sys.stderr.write(f"notary: internal error: {type(exc).__name__}: {exc}\n")

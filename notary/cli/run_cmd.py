@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from notary import attest as pipeline, config, period as periods
+from notary import attest as pipeline
+from notary import config
+from notary import period as periods
 from notary.cli._common import load_settings, print_json
 from notary.errors import EXIT_OK, EXIT_OPERATIONAL, UsageError
 from notary.hashing import Progress
@@ -82,7 +84,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"database        {settings.database_url}")
     print(f"built-in TSA CA {tsa.ca_path}")
     print("note: the built-in TSA is for trying notary out; configure independent TSAs")
-    print("      for evidence that must convince a third party (README, Configuration).")
+    print(
+        "      for evidence that must convince a third party (README, Configuration)."
+    )
     return EXIT_OK
 
 
@@ -114,7 +118,9 @@ def _attest_new(
     args: argparse.Namespace, settings: config.Settings, store: Store
 ) -> pipeline.RunSummary:
     if not args.stream:
-        raise UsageError("attest: --stream NAME is required", hint="e.g. --stream erp-logs")
+        raise UsageError(
+            "attest: --stream NAME is required", hint="e.g. --stream erp-logs"
+        )
     period = args.period or periods.last_finished(_today())
     periods.parse(period)
     paths = list(args.paths)
@@ -167,15 +173,21 @@ def _report(args: argparse.Namespace, summary: pipeline.RunSummary) -> int:
     if run.root is not None:
         print(f"  root      {run.algorithm}:{run.root.hex()}")
     for token in summary.tokens:
-        print(f"  token     {token.tsa} serial {token.serial} at {token.gen_time.isoformat()}")
+        when = token.gen_time.isoformat()
+        print(f"  token     {token.tsa} serial {token.serial} at {when}")
     for failure in summary.timestamp_errors:
         print(f"  TSA FAIL  {failure['tsa']}: {failure['error']}")
     if summary.anchor:
         print(f"  anchor    {summary.anchor.get('state')}")
-    state = run.state + (" (partial: some items could not be read)" if run.partial else "")
+    state = run.state + (
+        " (partial: some items could not be read)" if run.partial else ""
+    )
     print(f"state: {state}")
     if run.state != COMPLETE:
-        print(f"hint: finish it later with `notary attest --resume {run.id}`", file=sys.stderr)
+        print(
+            f"hint: finish it later with `notary attest --resume {run.id}`",
+            file=sys.stderr,
+        )
     return code
 
 
@@ -245,7 +257,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     store = open_store(load_settings())
     output = Path(args.output)
     if output.is_dir():
-        raise UsageError(f"export: {output} is a directory; name the .zip file to write")
+        raise UsageError(
+            f"export: {output} is a directory; name the .zip file to write"
+        )
     export(store, args.run, output, args.item)
     if args.json:
         print_json({"run": args.run, "bundle": str(output)})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -31,7 +33,9 @@ def register(commands: Any, groups: dict[str, Any]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)"
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: 127.0.0.1; the service has no authentication)",
     )
     parser.add_argument(
         "--port",
@@ -46,6 +50,7 @@ def register(commands: Any, groups: dict[str, Any]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    _log_tokens_by_default(args)
     home = Path(args.home).expanduser() if args.home else config.default_home()
     tsa = BuiltinTSA.open(home / "tsa")
     try:
@@ -76,3 +81,10 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _log_tokens_by_default(args: argparse.Namespace) -> None:
+    """Log one line per token unless -q, -v or NOTARY_LOG_LEVEL choose a level."""
+    chosen = getattr(args, "quiet", False) or getattr(args, "verbose", 0)
+    if not chosen and not os.environ.get("NOTARY_LOG_LEVEL"):
+        logging.getLogger("notary.tsa.server").setLevel(logging.INFO)

@@ -18,7 +18,7 @@ Status = Literal["ok", "unstable", "error"]
 S3_SCHEME = "s3://"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """An item as listed.
 
@@ -33,7 +33,7 @@ class Entry:
     error: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Skipped:
     """A listed path that is deliberately not attested (a fifo, a socket, a device)."""
 
@@ -41,7 +41,7 @@ class Skipped:
     reason: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Hashed:
     """The outcome of hashing one item.
 

@@ -25,7 +25,6 @@ may run in many threads at once.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -38,6 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from notary import period as periods
 from notary.errors import ConfigError, NotaryError, SourceError, SourcePathError
+from notary.hashing import hash_chunks
 from notary.record import Value, name_fields
 from notary.sources import S3_SCHEME, Entry, Hashed, Skipped
 
@@ -364,16 +364,11 @@ def _key_of(entry: Entry) -> str:
 
 def _stream(response: Mapping[str, Any], algorithm: str) -> tuple[bytes, int]:
     """Feed a GET body into a fresh digest in chunks; return (digest, bytes read)."""
-    hasher = hashlib.new(algorithm)
-    size = 0
     body = response["Body"]
     try:
-        for chunk in body.iter_chunks(CHUNK):
-            hasher.update(chunk)
-            size += len(chunk)
+        return hash_chunks(body.iter_chunks(CHUNK), algorithm)
     finally:
         body.close()
-    return hasher.digest(), size
 
 
 def _is_transient(exc: BaseException) -> bool:

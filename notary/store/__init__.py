@@ -1,9 +1,9 @@
 """The database: runs, items, timestamps and anchors behind one small API.
 
 SQLite (a file in the data directory) by default, PostgreSQL for shared deployments. The
-schema is brought to the newest alembic revision whenever a store is opened. Methods open
-their own short transactions; a Store may be shared by threads (SQLAlchemy's pool), but each
-method call is one unit of work.
+schema is brought to the newest alembic revision whenever a store is opened. Methods
+open their own short transactions; a Store may be shared by threads (SQLAlchemy's pool),
+but each method call is one unit of work.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, col, create_engine
 
 from notary.errors import NotFoundError, RunConflictError, StoreError
 from notary.store.models import (
@@ -53,7 +53,9 @@ def _make_engine(url: str) -> Engine:
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -146,9 +148,9 @@ class Store:
                 session.refresh(run)
         except IntegrityError as exc:
             existing = self.find_run(stream, period)
+            held = f"{existing.id} ({existing.state})" if existing else "?"
             raise RunConflictError(
-                f"stream {stream} period {period}: already has run "
-                f"{existing.id if existing else '?'} ({existing.state if existing else '?'})",
+                f"stream {stream} period {period}: already has run {held}",
                 stream=stream,
                 period=period,
                 run=existing.id if existing else None,
@@ -165,53 +167,61 @@ class Store:
 
     def find_run(self, stream: str, period: str) -> Run | None:
         with self.session() as session:
-            query = select(Run).where(Run.stream == stream, Run.period == period)
+            query = select(Run).where(
+                col(Run.stream) == stream, col(Run.period) == period
+            )
             return session.scalars(query).first()
 
     def list_runs(self, stream: str | None = None) -> list[Run]:
         with self.session() as session:
-            query = select(Run).order_by(Run.id)
+            query = select(Run).order_by(col(Run.id))
             if stream is not None:
-                query = query.where(Run.stream == stream)
+                query = query.where(col(Run.stream) == stream)
             return list(session.scalars(query))
 
     def update_run(self, run_id: int, **values: Any) -> Run:
         """Set columns of a run (and ``updated_at``); return the fresh row."""
         values["updated_at"] = utcnow()
         with self.session() as session:
-            session.execute(update(Run).where(Run.id == run_id).values(**values))
+            session.execute(update(Run).where(col(Run.id) == run_id).values(**values))
             run = session.get(Run, run_id)
         if run is None:
             raise NotFoundError(f"run {run_id}: no such run", run=run_id)
         return run
 
     def previous_completed(self, stream: str, period: str) -> Run | None:
-        """Return the latest complete run of ``stream`` with a period before ``period``."""
+        """Return the latest complete run of ``stream`` before ``period``."""
         with self.session() as session:
             query = (
                 select(Run)
-                .where(Run.stream == stream, Run.state == COMPLETE, Run.period < period)
-                .order_by(Run.period.desc())  # type: ignore[attr-defined]
+                .where(
+                    col(Run.stream) == stream,
+                    col(Run.state) == COMPLETE,
+                    col(Run.period) < period,
+                )
+                .order_by(col(Run.period).desc())
             )
             return session.scalars(query).first()
 
     def claim(self, run_id: int, owner: str, lease: timedelta) -> bool:
-        """Take or renew the lease on a run; return False if another live owner holds it.
+        """Take or renew the lease on a run; return False if another live owner holds
+        it.
 
-        A compare-and-set UPDATE: it succeeds only when the run is unclaimed, already ours,
-        or its holder's lease has expired, so two processes can never both hold it.
+        A compare-and-set UPDATE: it succeeds only when the run is unclaimed, already
+        ours, or its holder's lease has expired, so two processes can never both hold
+        it.
         """
         now = utcnow()
         with self.session() as session:
             result = session.execute(
                 update(Run)
                 .where(
-                    Run.id == run_id,
+                    col(Run.id) == run_id,
                     or_(
-                        Run.claim_owner.is_(None),  # type: ignore[union-attr]
-                        Run.claim_owner == owner,
-                        Run.claim_expires.is_(None),  # type: ignore[union-attr]
-                        Run.claim_expires < now,  # type: ignore[operator]
+                        col(Run.claim_owner).is_(None),
+                        col(Run.claim_owner) == owner,
+                        col(Run.claim_expires).is_(None),
+                        col(Run.claim_expires) < now,
                     ),
                 )
                 .values(claim_owner=owner, claim_expires=now + lease, updated_at=now)
@@ -222,7 +232,7 @@ class Store:
         with self.session() as session:
             session.execute(
                 update(Run)
-                .where(Run.id == run_id, Run.claim_owner == owner)
+                .where(col(Run.id) == run_id, col(Run.claim_owner) == owner)
                 .values(claim_owner=None, claim_expires=None)
             )
 
@@ -231,22 +241,28 @@ class Store:
     def add_items(self, run_id: int, rows: Sequence[dict[str, Any]]) -> None:
         """Insert item rows in bulk (one INSERT per batch, not one ORM object each)."""
         for start in range(0, len(rows), ITEM_BATCH):
-            batch = [dict(row, run_id=run_id) for row in rows[start : start + ITEM_BATCH]]
+            batch = [
+                dict(row, run_id=run_id) for row in rows[start : start + ITEM_BATCH]
+            ]
             with self.session() as session:
                 session.execute(insert(Item), batch)
 
     def item_paths(self, run_id: int) -> set[bytes]:
         """Return the paths of items already recorded for a run."""
         with self.session() as session:
-            rows = session.execute(select(Item.path).where(Item.run_id == run_id))
+            rows = session.execute(
+                select(col(Item.path)).where(col(Item.run_id) == run_id)
+            )
             return {bytes(path) for (path,) in rows}
 
     def item_count(self, run_id: int, status: str | None = None) -> int:
         """Count a run's items, or only those with ``status``."""
         with self.session() as session:
-            query = select(func.count()).select_from(Item).where(Item.run_id == run_id)
+            query = (
+                select(func.count()).select_from(Item).where(col(Item.run_id) == run_id)
+            )
             if status is not None:
-                query = query.where(Item.status == status)
+                query = query.where(col(Item.status) == status)
             return int(session.scalar(query) or 0)
 
     def iter_items(self, run_id: int, batch: int = 5000) -> Iterator[Item]:
@@ -254,10 +270,12 @@ class Store:
         last: bytes | None = None
         while True:
             with self.session() as session:
-                query = select(Item).where(Item.run_id == run_id)
+                query = select(Item).where(col(Item.run_id) == run_id)
                 if last is not None:
-                    query = query.where(Item.path > last)
-                rows = list(session.scalars(query.order_by(Item.path).limit(batch)))
+                    query = query.where(col(Item.path) > last)
+                rows = list(
+                    session.scalars(query.order_by(col(Item.path)).limit(batch))
+                )
             if not rows:
                 return
             yield from rows
@@ -267,8 +285,8 @@ class Store:
         """Return (content_digest, record_digest) of every hashed item of a run."""
         with self.session() as session:
             rows = session.execute(
-                select(Item.content_digest, Item.record_digest).where(
-                    Item.run_id == run_id, Item.content_digest.is_not(None)  # type: ignore[union-attr]
+                select(col(Item.content_digest), col(Item.record_digest)).where(
+                    col(Item.run_id) == run_id, col(Item.content_digest).is_not(None)
                 )
             )
             return [(bytes(c), bytes(r)) for c, r in rows]
@@ -284,12 +302,12 @@ class Store:
 
     def timestamps(self, run_id: int) -> list[Timestamp]:
         with self.session() as session:
-            query = select(Timestamp).where(Timestamp.run_id == run_id)
-            return list(session.scalars(query.order_by(Timestamp.id)))
+            query = select(Timestamp).where(col(Timestamp.run_id) == run_id)
+            return list(session.scalars(query.order_by(col(Timestamp.id))))
 
     def anchors(self, run_id: int | None = None) -> list[Anchor]:
         with self.session() as session:
-            query = select(Anchor).order_by(Anchor.id)
+            query = select(Anchor).order_by(col(Anchor.id))
             if run_id is not None:
-                query = query.where(Anchor.run_id == run_id)
+                query = query.where(col(Anchor.run_id) == run_id)
             return list(session.scalars(query))

@@ -1,14 +1,13 @@
 """Database tables: runs, their items, their timestamps and anchors.
 
-The database is the service's index and work queue; bundles never depend on it. Digests are
-stored as raw bytes, times as UTC. Schema changes go through an alembic migration in
+The database is the service's index and work queue; bundles never depend on it. Digests
+are stored as raw bytes, times as UTC. Schema changes go through an alembic migration in
 ``notary/store/migrations/versions``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-
 from typing import Any
 
 from sqlalchemy import (
@@ -37,7 +36,7 @@ def utcnow() -> datetime:
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp that is always an aware UTC datetime in Python (SQLite keeps none)."""
+    """A timestamp read back as an aware UTC datetime (SQLite stores no zone)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -72,7 +71,9 @@ def _big(nullable: bool = True) -> Column[int]:
 
 class Run(SQLModel, table=True):
     __tablename__ = "run"
-    __table_args__ = (UniqueConstraint("stream", "period", name="uq_run_stream_period"),)
+    __table_args__ = (
+        UniqueConstraint("stream", "period", name="uq_run_stream_period"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     stream: str = Field(max_length=200)

@@ -36,6 +36,7 @@ from notary.errors import (
     DigestLengthError,
     TimestampError,
     TokenError,
+    TokenFormatError,
     TokenIndeterminateError,
     TSAConnectionError,
     TSAContentTypeError,
@@ -167,14 +168,16 @@ def collect_tokens(
     algorithm, or configuration that cannot work (`ConfigError`).
     """
     check_digest(digest, algorithm)
-    targets = [_prepare(tsa, home) for tsa in tsas]
+    targets = [_prepare_or_error(tsa, home) for tsa in tsas]
     results: list[IssuedToken | TimestampError] = []
-    for target in targets:
-        try:
-            results.append(_request(target, digest, algorithm, client, policy))
-        except TimestampError as exc:
-            logger.warning("tsa %s: no token: %s", target.name, exc.message)
-            results.append(exc)
+    for tsa, target in zip(tsas, targets, strict=True):
+        if isinstance(target, TimestampError):
+            result: IssuedToken | TimestampError = target
+        else:
+            result = _request_or_error(target, digest, algorithm, client, policy)
+        if isinstance(result, TimestampError):
+            logger.warning("tsa %s: no token: %s", tsa.name, result.message)
+        results.append(result)
     return results
 
 
@@ -212,6 +215,15 @@ def make_request(digest: bytes, algorithm: str, nonce: int) -> bytes:
 
 
 # --- configuration --------------------------------------------------------------------
+
+
+def _prepare_or_error(tsa: TSAConfig, home: Path) -> _Target | TimestampError:
+    """Prepare one TSA; a TimestampError (a broken built-in TSA) is its result."""
+    try:
+        return _prepare(tsa, home)
+    except TimestampError as exc:
+        _add_facts(exc, tsa=tsa.name, url=tsa.url)
+        return exc
 
 
 def _prepare(tsa: TSAConfig, home: Path) -> _Target:
@@ -341,18 +353,38 @@ def _request(
         raise
 
 
+def _request_or_error(
+    target: _Target,
+    digest: bytes,
+    algorithm: str,
+    client: httpx.Client | None,
+    policy: RetryPolicy,
+) -> IssuedToken | TimestampError:
+    try:
+        return _request(target, digest, algorithm, client, policy)
+    except TimestampError as exc:
+        return exc
+
+
 def _verified(
     target: _Target, response: bytes, digest: bytes, algorithm: str, nonce: int
 ) -> IssuedToken:
-    report = verify_token(
-        response,
-        digest=digest,
-        hash_algorithm=algorithm,
-        nonce=nonce,
-        require_nonce=True,
-        trust_roots=target.trust_roots,
-        untrusted=target.untrusted,
-    )
+    try:
+        report = verify_token(
+            response,
+            digest=digest,
+            hash_algorithm=algorithm,
+            nonce=nonce,
+            require_nonce=True,
+            trust_roots=target.trust_roots,
+            untrusted=target.untrusted,
+        )
+    # NOTE: the response comes from the network; should a parser deep below ever
+    # let a raw decoding error through, it is still this TSA's bad token, not a crash.
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        raise TokenFormatError(
+            f"tsa {target.name}: response does not decode ({type(exc).__name__}: {exc})"
+        ) from exc
     if report.verdict is not Verdict.VALID or report.info is None:
         report.raise_for_verdict()
         raise TokenIndeterminateError(

@@ -99,8 +99,15 @@ class BuiltinTSA:
         """
         directory = Path(directory)
         if not _has_all(directory):
-            with _locked(directory):
-                _create_missing(directory)
+            try:
+                with _locked(directory):
+                    _create_missing(directory)
+            except OSError as exc:
+                raise BuiltinTSAError(
+                    f"built-in tsa: cannot create its files in {directory} "
+                    f"({exc.strerror})",
+                    directory=str(directory),
+                ) from exc
         return cls._load(directory)
 
     @classmethod
@@ -235,8 +242,14 @@ def _parse_request(der: bytes) -> tsp.TimeStampReq | _Rejection:
     try:
         request = tsp.TimeStampReq.load(der, strict=True)
         request.native  # noqa: B018 - force the lazy parser over every field
-    except (ValueError, TypeError, KeyError) as exc:
+        return _check_request(request)
+    # NOTE: asn1crypto meets malformed input with assorted exceptions (ValueError,
+    # TypeError, AttributeError, ...); a TSA answers every one with a rejection.
+    except Exception as exc:
         return _Rejection("bad_data_format", f"request does not parse ({exc})")
+
+
+def _check_request(request: tsp.TimeStampReq) -> tsp.TimeStampReq | _Rejection:
     if request["version"].native != "v1":
         return _Rejection("bad_request", "request version is not 1")
 

@@ -21,11 +21,16 @@ from cryptography.x509.oid import ObjectIdentifier
 from notary.errors import TokenFormatError, TSAStatusError
 
 GRANTED_STATUSES = ("granted", "grantedWithMods")
+TST_INFO_OID = "1.2.840.113549.1.9.16.1.4"  # id-ct-TSTInfo, RFC 3161 §2.4.2
 _SEQUENCE = 16
 _OBJECT_IDENTIFIER = 6
 
 # RFC 3161 §2.4.2 / X.690 §11.7: YYYYMMDDhhmmss[.fraction]Z
 _GEN_TIME = re.compile(r"^(\d{14})(?:\.(\d{1,9}))?Z$")
+
+# NOTE: asn1crypto reports malformed input mostly as ValueError, but some shapes
+# (unexpected universal types inside ANY) surface as AttributeError or TypeError.
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError)
 
 _STATUS_NAMES = {
     "granted": "granted",
@@ -120,28 +125,30 @@ def parse_signed_data(token_der: bytes) -> cms.SignedData:
 
 def parse_tst_info(signed_data: cms.SignedData) -> tsp.TSTInfo:
     """Return the encapsulated TSTInfo of a token's SignedData."""
-    encap = signed_data["encap_content_info"]
-    content = encap["content"]
-    if encap["content_type"].dotted != "1.2.840.113549.1.9.16.1.4" or not isinstance(
-        content, core.ParsableOctetString
-    ):
-        raise TokenFormatError(
-            "token: encapsulated content is not TSTInfo "
-            f"(expected 1.2.840.113549.1.9.16.1.4, got {encap['content_type'].dotted})",
-            expected="1.2.840.113549.1.9.16.1.4",
-            actual=encap["content_type"].dotted,
-        )
     try:
-        tst = tsp.TSTInfo.load(bytes(content))
+        encap = signed_data["encap_content_info"]
+        kind = encap["content_type"].dotted
+        if kind != TST_INFO_OID:
+            raise TokenFormatError(
+                f"token: encapsulated content is not TSTInfo "
+                f"(expected {TST_INFO_OID}, got {kind})",
+                expected=TST_INFO_OID,
+                actual=kind,
+            )
+        tst = tsp.TSTInfo.load(bytes(encap["content"]))
         tst.native  # noqa: B018 - force the lazy parser over every field
-    except (ValueError, TypeError) as exc:
+    except _PARSE_ERRORS as exc:
         raise TokenFormatError(f"token: TSTInfo does not parse ({exc})") from exc
     return tst
 
 
 def token_info(token_der: bytes) -> TokenInfo:
     """Return the facts of a TimeStampToken (parse only, nothing verified)."""
-    signed_data = parse_signed_data(token_der)
+    return info_from_signed_data(parse_signed_data(token_der))
+
+
+def info_from_signed_data(signed_data: cms.SignedData) -> TokenInfo:
+    """Return the facts of a token's parsed SignedData (see `parse_signed_data`)."""
     tst = parse_tst_info(signed_data)
     raw = tst["gen_time"].contents.decode("ascii", "replace")
     imprint = tst["message_imprint"]
@@ -210,9 +217,7 @@ def load_certificates(source: str | Path | bytes) -> list[cx509.Certificate]:
 
 def digest_name(algorithm: Any) -> str:
     """Return the hashlib-style name of a DigestAlgorithm, or its dotted OID."""
-    oid = algorithm["algorithm"]
-    name = str(oid.native)
-    return name.replace("_", "-") if name.startswith("sha3") else name
+    return str(algorithm["algorithm"].native)
 
 
 def name_to_rfc4514(name: x509.Name) -> str:
@@ -242,7 +247,7 @@ def is_bare_token(data: bytes) -> bool:
     try:
         _cls, _method, tag, _header, contents, _trailer = parser.parse(der)
         first_tag = parser.parse(contents, strict=False)[2] if contents else None
-    except (ValueError, TypeError) as exc:
+    except _PARSE_ERRORS as exc:
         raise TokenFormatError(f"token: not DER/BER ASN.1 ({exc})") from exc
     return tag == _SEQUENCE and first_tag == _OBJECT_IDENTIFIER
 
@@ -251,7 +256,7 @@ def _load_response(der: bytes) -> _TimeStampResp:
     try:
         resp: _TimeStampResp = _TimeStampResp.load(der)
         resp["status"].native  # noqa: B018 - force the lazy parser
-    except (ValueError, TypeError, KeyError) as exc:
+    except _PARSE_ERRORS as exc:
         raise TokenFormatError(f"token: not a TimeStampResp ({exc})") from exc
     return resp
 
@@ -266,10 +271,24 @@ def _parse_content_info(der: bytes) -> cms.ContentInfo:
                 expected="signed_data",
                 actual=kind,
             )
-        info["content"].native  # noqa: B018 - force the lazy parser over every field
-    except (ValueError, TypeError, KeyError) as exc:
+        _force_parse(info["content"])
+    except _PARSE_ERRORS as exc:
         raise TokenFormatError(f"token: not a CMS SignedData ({exc})") from exc
     return info
+
+
+def _force_parse(signed_data: cms.SignedData) -> None:
+    """Parse the SignedData's structure now, so gross damage fails here.
+
+    asn1crypto parses lazily and a full parse is costly (tens of milliseconds);
+    the deeper parts (attributes, certificates) are read by guarded checks.
+    """
+    for name in ("version", "digest_algorithms", "encap_content_info"):
+        signed_data[name]  # asn1crypto parses a field when it is first accessed
+    for signer_info in signed_data["signer_infos"]:
+        for name in ("sid", "digest_algorithm", "signed_attrs", "signature"):
+            signer_info[name]
+    embedded_certificates(signed_data)
 
 
 def _status_of(resp: _TimeStampResp) -> tuple[str, list[str], str | None]:
@@ -313,9 +332,12 @@ def _signer_subject(signed_data: cms.SignedData) -> str | None:
     if len(infos) != 1:
         return None
     for der in embedded_certificates(signed_data):
-        cert = x509.Certificate.load(der)
-        if sid_matches(infos[0]["sid"], cert):
-            return name_to_rfc4514(cert.subject)
+        try:
+            cert = x509.Certificate.load(der)
+            if sid_matches(infos[0]["sid"], cert):
+                return name_to_rfc4514(cert.subject)
+        except _PARSE_ERRORS:
+            continue  # a malformed certificate names nobody
     return None
 
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from asn1crypto import cms, core, tsp
+from asn1crypto import cms, core
 from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -55,14 +55,24 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha512": hashes.SHA512,
     "sha512_224": hashes.SHA512_224,
     "sha512_256": hashes.SHA512_256,
-    "sha3-224": hashes.SHA3_224,
-    "sha3-256": hashes.SHA3_256,
-    "sha3-384": hashes.SHA3_384,
-    "sha3-512": hashes.SHA3_512,
+    "sha3_224": hashes.SHA3_224,
+    "sha3_256": hashes.SHA3_256,
+    "sha3_384": hashes.SHA3_384,
+    "sha3_512": hashes.SHA3_512,
 }
 WEAK_HASHES = frozenset({"md5", "sha1"})
 EC_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
-TST_INFO_OID = "1.2.840.113549.1.9.16.1.4"
+TST_INFO_OID = tok.TST_INFO_OID
+# What asn1crypto and cryptography raise on malformed input they parse lazily.
+MALFORMED = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    x509.DuplicateExtension,
+    x509.InvalidVersion,
+)
 ANY_EKU_OID = "2.5.29.37.0"
 
 # Which error each failed check raises; undecided checks raise TokenIndeterminateError.
@@ -144,20 +154,15 @@ class _Token:
     """A parsed token and the certificates the verifier may use."""
 
     signed_data: cms.SignedData
-    tst: tsp.TSTInfo
     info: TokenInfo
     pool: list[ax509.Certificate]
     roots: list[ax509.Certificate]
     signer: ax509.Certificate | None = None
+    signer_x509: x509.Certificate | None = None
 
     @property
     def signer_info(self) -> cms.SignerInfo:
         return self.signed_data["signer_infos"][0]
-
-    @property
-    def signer_x509(self) -> x509.Certificate:
-        assert self.signer is not None
-        return x509.load_der_x509_certificate(self.signer.dump())
 
     @property
     def signer_name(self) -> str:
@@ -186,12 +191,13 @@ def verify_token(
     status, token_der = check_status(token)
     if token_der is None:
         return _report([status], None)
-    content_type = check_content_type(token_der)
+    signed_data = tok.parse_signed_data(token_der)
+    content_type = check_content_type(signed_data)
     if content_type.ok is not True:
         return _report([status, content_type], None)
 
-    parsed = _parse(token_der, trust_roots, untrusted)
-    checks = [status, content_type, check_signer_info(parsed)]
+    parsed = _parse(signed_data, trust_roots, untrusted)
+    checks = [status, content_type, _guarded(check_signer_info, parsed)]
     if checks[-1].ok:
         checks += _signer_checks(parsed)
     checks.append(check_imprint(parsed.info, digest, data, hash_algorithm))
@@ -202,22 +208,35 @@ def verify_token(
 
 def _signer_checks(parsed: _Token) -> list[Check]:
     """Run the checks that need the signer certificate, once it has been found."""
-    checks = [check_message_digest(parsed), check_signer_certificate(parsed)]
+    checks = [_guarded(check_message_digest, parsed)]
+    checks.append(_guarded(check_signer_certificate, parsed))
     if parsed.signer is None:
         return checks
-    checks += [
-        check_signature(parsed),
-        check_ess_cert_id(parsed),
-        check_signer_eku(parsed),
-        check_signer_not_ca(parsed),
-        check_signer_key_usage(parsed),
-        check_signer_validity(parsed),
-    ]
+    rules = (
+        check_signature,
+        check_ess_cert_id,
+        check_signer_eku,
+        check_signer_not_ca,
+        check_signer_key_usage,
+        check_signer_validity,
+    )
+    checks += [_guarded(rule, parsed) for rule in rules]
     path_check, path = check_path(parsed)
     checks.append(path_check)
     if path is not None:
-        checks.append(check_path_eku(path))
+        checks.append(_guarded(lambda _: check_path_eku(path), parsed, "path_eku"))
     return checks
+
+
+def _guarded(
+    rule: Callable[[_Token], Check], parsed: _Token, name: str | None = None
+) -> Check:
+    """Run one check; malformed input it meets (lazily parsed) fails that check."""
+    try:
+        return rule(parsed)
+    except MALFORMED as exc:
+        name = name or rule.__name__.removeprefix("check_")
+        return Check(name, False, f"malformed token or certificate ({exc})")
 
 
 def _report(checks: list[Check], info: TokenInfo | None) -> TokenReport:
@@ -230,19 +249,17 @@ def _report(checks: list[Check], info: TokenInfo | None) -> TokenReport:
 
 
 def _parse(
-    token_der: bytes,
+    signed_data: cms.SignedData,
     trust_roots: Sequence[x509.Certificate],
     untrusted: Sequence[x509.Certificate],
 ) -> _Token:
-    signed_data = tok.parse_signed_data(token_der)
     roots = [_to_asn1(c) for c in trust_roots]
     embedded = [
         ax509.Certificate.load(d) for d in tok.embedded_certificates(signed_data)
     ]
     return _Token(
         signed_data=signed_data,
-        tst=tok.parse_tst_info(signed_data),
-        info=tok.token_info(token_der),
+        info=tok.info_from_signed_data(signed_data),
         pool=embedded + [_to_asn1(c) for c in untrusted] + roots,
         roots=roots,
     )
@@ -270,10 +287,12 @@ def check_status(token: bytes) -> tuple[Check, bytes | None]:
     return Check("status", True, tok.parse_status(token)[0]), token_der
 
 
-def check_content_type(token_der: bytes) -> Check:
+def check_content_type(signed_data: cms.SignedData) -> Check:
     """Check that the SignedData encapsulates a TSTInfo (RFC 3161 §2.4.2)."""
-    signed_data = tok.parse_signed_data(token_der)
-    actual = signed_data["encap_content_info"]["content_type"].dotted
+    try:
+        actual = signed_data["encap_content_info"]["content_type"].dotted
+    except MALFORMED as exc:
+        return Check("content_type", False, f"malformed ({exc})")
     if actual != TST_INFO_OID:
         return _fail("content_type", "not id-ct-TSTInfo", TST_INFO_OID, actual)
     return Check("content_type", True, "id-ct-TSTInfo")
@@ -316,17 +335,31 @@ def check_message_digest(parsed: _Token) -> Check:
 def check_signer_certificate(parsed: _Token) -> Check:
     """Find the signer by SignerInfo sid, never by certificate order (RFC 5652 §5.3)."""
     sid = parsed.signer_info["sid"]
-    parsed.signer = next((c for c in parsed.pool if tok.sid_matches(sid, c)), None)
     described = _describe_sid(sid)
-    if parsed.signer is None:
+    signer = next((c for c in parsed.pool if _names_signer(sid, c)), None)
+    if signer is None:
         return Check(
             "signer_certificate",
             None,
             f"not available (sid {described}); supply it as an untrusted certificate",
             facts={"sid": described},
         )
+    try:
+        parsed.signer_x509 = x509.load_der_x509_certificate(signer.dump())
+    except (ValueError, x509.InvalidVersion) as exc:
+        detail = f"unreadable certificate for sid {described} ({exc})"
+        return Check("signer_certificate", False, detail, facts={"sid": described})
+    parsed.signer = signer
     parsed.info.signer_subject = parsed.signer_name
     return Check("signer_certificate", True, parsed.signer_name)
+
+
+def _names_signer(sid: cms.SignerIdentifier, cert: ax509.Certificate) -> bool:
+    """Tell whether ``cert`` is the one sid names; a malformed certificate is not."""
+    try:
+        return tok.sid_matches(sid, cert)
+    except (ValueError, TypeError, AttributeError):
+        return False
 
 
 def check_signature(parsed: _Token) -> Check:
@@ -337,6 +370,9 @@ def check_signature(parsed: _Token) -> Check:
         algorithm, hash_name, verify = _signature_verifier(parsed)
     except UnsupportedAlgorithm as exc:
         return Check("signature", None, f"unknown algorithm ({exc})")
+    except ValueError as exc:
+        detail = f"unreadable public key of {parsed.signer_name} ({exc})"
+        return Check("signature", False, detail)
     try:
         verify(bytes(parsed.signer_info["signature"].native), _signed_attrs_der(parsed))
     except (InvalidSignature, ValueError) as exc:
@@ -371,13 +407,14 @@ def check_signer_eku(parsed: _Token) -> Check:
     if parsed.signer is None:
         return Check("signer_eku", None, "signer certificate not available")
     who = {"certificate": parsed.signer_name}
+    assert parsed.signer_x509 is not None
     try:
         ext = parsed.signer_x509.extensions.get_extension_for_class(
             x509.ExtendedKeyUsage
         )
     except x509.ExtensionNotFound:
         return Check("signer_eku", False, "extended key usage absent", facts=who)
-    except ValueError as exc:
+    except (ValueError, x509.DuplicateExtension) as exc:
         return Check("signer_eku", False, f"unreadable extensions ({exc})", facts=who)
     usages = sorted(oid.dotted_string for oid in ext.value)
     expected = [ExtendedKeyUsageOID.TIME_STAMPING.dotted_string]
@@ -450,6 +487,8 @@ def check_path(parsed: _Token) -> tuple[Check, ValidationPath | None]:
     except ValidationError as exc:
         facts = {"certificate": parsed.signer_name, "at": parsed.info.gen_time}
         return Check("path", False, str(exc), facts=_jsonable(facts)), None
+    except MALFORMED as exc:
+        return Check("path", False, f"malformed certificate ({exc})"), None
     names = [tok.name_to_rfc4514(c.subject) for c in path.iter_certs(True)]
     return Check("path", True, " <- ".join(reversed(names))), path
 
@@ -590,7 +629,11 @@ def _der_length(length: int) -> bytes:
 def _signature_verifier(parsed: _Token) -> tuple[str, str, Any]:
     """Return (description, hash, verify(signature, data)) for the SignerInfo."""
     algorithm = parsed.signer_info["signature_algorithm"]
-    kind = algorithm.signature_algo
+    assert parsed.signer_x509 is not None
+    try:
+        kind = algorithm.signature_algo
+    except ValueError as exc:
+        raise UnsupportedAlgorithm(str(exc)) from exc
     key = parsed.signer_x509.public_key()
     if kind == "rsassa_pss" and isinstance(key, rsa.RSAPublicKey):
         return _pss_verifier(key, algorithm["parameters"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import os
 import queue
 import signal
 import subprocess
@@ -339,7 +338,6 @@ def test_tsa_serve_command_issues_valid_tokens_and_stops_cleanly(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "NOTARY_LOG_LEVEL": "INFO"},
     )
     try:
         url = _read_url(process)

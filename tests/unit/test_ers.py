@@ -6,16 +6,17 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from asn1crypto import core
+from asn1crypto import parser
+from asn1crypto.cms import ContentInfo
 
 from notary import merkle
+from notary.errors import EvidenceRecordError
 from notary.ers import (
     ArchiveTimeStamp,
     EvidenceRecord,
     evidence_record,
     parse_evidence_record,
 )
-from notary.errors import EvidenceRecordError
 from notary.tsa.server import BuiltinTSA
 from notary.tsa.token import load_token
 from tests.bundlekit import timestamp
@@ -29,7 +30,10 @@ def tsa(tmp_path_factory: pytest.TempPathFactory) -> BuiltinTSA:
 def _proof(algorithm: str) -> tuple[list[bytes], list[bytes], bytes]:
     """Return (group, siblings, root) of item 0 in a tree of five items."""
     pairs = [
-        (merkle.digest(algorithm, b"content %d" % k), merkle.digest(algorithm, b"r%d" % k))
+        (
+            merkle.digest(algorithm, b"content %d" % k),
+            merkle.digest(algorithm, b"r%d" % k),
+        )
         for k in range(5)
     ]
     tree = merkle.HashTree(algorithm, merkle.leaf_hashes(algorithm, pairs))
@@ -70,20 +74,54 @@ def test_evidence_record_structure_is_one_chain_of_one_archive_timestamp(
     assert record["crypto_infos"].native is None
     assert len(chains) == 1 and len(chains[0]) == 1
     assert ats["digest_algorithm"]["algorithm"].native == "sha256"
-    assert ats["digest_algorithm"]["parameters"].native is None
+    assert ats["digest_algorithm"]["parameters"].dump() == b"\x05\x00"
     assert ats["time_stamp"]["content_type"].native == "signed_data"
+
+
+def test_evidence_record_encoding_equals_asn1crypto_encoding(tsa: BuiltinTSA) -> None:
+    group, siblings, root = _proof("sha512")
+    token = load_token(timestamp(tsa, "sha512", root))
+    algorithm = {"algorithm": "sha512"}
+    expected = EvidenceRecord(
+        {
+            "version": 1,
+            "digest_algorithms": [algorithm],
+            "archive_time_stamp_sequence": [
+                [
+                    ArchiveTimeStamp(
+                        {
+                            "digest_algorithm": algorithm,
+                            "reduced_hashtree": [group, *([s] for s in siblings)],
+                            "time_stamp": ContentInfo.load(token),
+                        }
+                    )
+                ]
+            ],
+        }
+    )
+
+    der = evidence_record("sha512", group, siblings, token)
+
+    assert der == expected.dump()
 
 
 def test_evidence_record_tags_are_implicit_as_in_rfc4998(tsa: BuiltinTSA) -> None:
     der, _ = _record(tsa)
 
     ats = EvidenceRecord.load(der)["archive_time_stamp_sequence"][0][0]
-    children = core.Sequence.load(ats.dump())
 
-    # [0] IMPLICIT AlgorithmIdentifier and [2] IMPLICIT SEQUENCE OF: constructed tags.
-    first_bytes = [bytes(children[k].dump()[:1]) for k in range(len(children))]
-    assert first_bytes[:2] == [b"\xa0", b"\xa2"]
-    assert first_bytes[2] == b"\x30"
+    # [0] IMPLICIT AlgorithmIdentifier, [2] IMPLICIT SEQUENCE OF, then a ContentInfo.
+    assert _child_tags(ats.dump()) == [0xA0, 0xA2, 0x30]
+
+
+def _child_tags(der: bytes) -> list[int]:
+    """Return the identifier octet of each element inside a DER SEQUENCE."""
+    contents = parser.parse(der)[4]
+    tags, position = [], 0
+    while position < len(contents):
+        tags.append(contents[position])
+        position += parser.peek(contents[position:])
+    return tags
 
 
 def test_evidence_record_first_partial_tree_holds_the_group(tsa: BuiltinTSA) -> None:
@@ -107,7 +145,7 @@ def test_parse_evidence_record_without_digest_algorithm_uses_imprint_algorithm(
     )
     record["archive_time_stamp_sequence"] = [[bare]]
 
-    algorithm, _, _ = parse_evidence_record(record.dump(force=True))
+    algorithm, _, _ = parse_evidence_record(record.dump())
 
     assert algorithm == "sha384"
 
@@ -138,7 +176,7 @@ def test_parse_evidence_record_version_2_raises(tsa: BuiltinTSA) -> None:
     record["version"] = 2
 
     with pytest.raises(EvidenceRecordError, match="expected 1, got 2"):
-        parse_evidence_record(record.dump(force=True))
+        parse_evidence_record(record.dump())
 
 
 def test_parse_evidence_record_renewed_record_raises(tsa: BuiltinTSA) -> None:
@@ -148,11 +186,11 @@ def test_parse_evidence_record_renewed_record_raises(tsa: BuiltinTSA) -> None:
     record["archive_time_stamp_sequence"] = [[ats, ats]]
 
     with pytest.raises(EvidenceRecordError, match="renewed or empty"):
-        parse_evidence_record(record.dump(force=True))
+        parse_evidence_record(record.dump())
 
 
 def test_evidence_record_wrong_digest_length_raises(tsa: BuiltinTSA) -> None:
-    group, siblings, root = _proof("sha256")
+    group, _, root = _proof("sha256")
     token = load_token(timestamp(tsa, "sha256", root))
 
     with pytest.raises(EvidenceRecordError, match="expected 32 bytes, got 20"):

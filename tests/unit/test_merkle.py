@@ -41,7 +41,7 @@ def flip(value: bytes, bit: int) -> bytes:
     return bytes(changed)
 
 
-# known answers, computed by hand from hashlib alone ------------------------------------
+# known answers, computed by hand from hashlib alone -----------------------------------
 
 KAT_ITEMS = [(h(b"content %d" % i), h(b"record %d" % i)) for i in range(5)]
 KAT_ROOTS = {
@@ -111,7 +111,7 @@ def test_leaf_hash_group_order_does_not_matter() -> None:
     assert forward == h(merkle.sortcat(content, record))
 
 
-# properties -----------------------------------------------------------------------------
+# properties ---------------------------------------------------------------------------
 
 
 def test_proof_every_size_1_to_300_every_item_checks() -> None:
@@ -160,7 +160,9 @@ def test_tree_leaf_order_does_not_change_root(size: int, order: random.Random) -
     shuffled = leaves[:]
     order.shuffle(shuffled)
 
-    assert merkle.HashTree("sha256", shuffled).root == tree_of(items_of(size, size)).root
+    assert (
+        merkle.HashTree("sha256", shuffled).root == tree_of(items_of(size, size)).root
+    )
 
 
 def test_tree_6567_items_every_proof_checks() -> None:
@@ -195,7 +197,7 @@ def test_tree_other_algorithms_proofs_check(algorithm: str, size: int) -> None:
     assert len(tree.root) == size == merkle.digest_size(algorithm)
 
 
-# chain ----------------------------------------------------------------------------------
+# chain --------------------------------------------------------------------------------
 
 
 def test_chain_leaf_is_hash_of_previous_root() -> None:
@@ -211,7 +213,9 @@ def test_chain_leaf_is_hash_of_previous_root() -> None:
 def test_chain_leaf_in_tree_proof_from_leaf_group_checks() -> None:
     previous = hashlib.sha512(b"last month").digest()
     chain = merkle.chain_leaf("sha256", previous)
-    tree = merkle.HashTree("sha256", [*merkle.leaf_hashes("sha256", items_of(9)), chain])
+    tree = merkle.HashTree(
+        "sha256", [*merkle.leaf_hashes("sha256", items_of(9)), chain]
+    )
 
     siblings = tree.proof(chain)
 
@@ -224,7 +228,7 @@ def test_chain_leaf_bad_previous_root_length_raises() -> None:
         merkle.chain_leaf("sha256", bytes(20))
 
 
-# bad input ------------------------------------------------------------------------------
+# bad input ----------------------------------------------------------------------------
 
 
 def test_tree_duplicate_leaf_raises_proof_error() -> None:

@@ -6,7 +6,9 @@ from notary import period
 from notary.errors import ConfigError, UsageError
 
 
-@pytest.mark.parametrize("bad", ["2026-13", "2026-1", "26-01", "2026-00", "", "2026/01"])
+@pytest.mark.parametrize(
+    "bad", ["2026-13", "2026-1", "26-01", "2026-00", "", "2026/01"]
+)
 def test_parse_malformed_period_rejected(bad: str) -> None:
     with pytest.raises(UsageError, match="expected YYYY-MM"):
         period.parse(bad)
@@ -34,7 +36,10 @@ def test_between_spans_year_end() -> None:
 
 
 def test_fill_template_formats_first_day() -> None:
-    assert period.fill("s3://b/AWSLogs/{period:%Y/%m}/", "2026-10") == "s3://b/AWSLogs/2026/10/"
+    assert (
+        period.fill("s3://b/AWSLogs/{period:%Y/%m}/", "2026-10")
+        == "s3://b/AWSLogs/2026/10/"
+    )
 
 
 def test_fill_unknown_placeholder_rejected() -> None:

@@ -66,7 +66,9 @@ def make_run(store: Store) -> Callable[[str], tuple[int, bytes]]:
 
     def make(label: str = "run") -> tuple[int, bytes]:
         root = hashlib.sha256(label.encode()).digest()
-        run = store.create_run(stream=label, period="2026-11", algorithm="sha256", source="[]")
+        run = store.create_run(
+            stream=label, period="2026-11", algorithm="sha256", source="[]"
+        )
         assert run.id is not None
         store.update_run(run.id, root=root, state=COMPLETE)
         return run.id, root

@@ -97,6 +97,63 @@ def test_anchorer_receipt_timeout_replaces_with_bumped_fees(
     assert tx.receipt(chain, first[0] or "") is None
 
 
+def test_anchorer_fresh_nonce_held_by_pool_takes_next_nonce(
+    anchorer: Anchorer,
+    chain: Chain,
+    account: LocalAccount,
+    make_run: MakeRun,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chain.tester.disable_auto_mine_transactions()  # type: ignore[union-attr]
+    taken = chain.w3.eth.get_transaction_count(account.address)
+    # Another process's transaction holds the nonce in the pool; eth-tester would
+    # silently replace it, so the node's refusal is played by a stand-in once.
+    chain.w3.eth.send_transaction(
+        {"from": account.address, "to": account.address, "value": 1, "nonce": taken}
+    )
+    real = tx.broadcast
+    answers = [(tx.Outcome.UNDERPRICED, "replacement transaction underpriced")]
+
+    def refuse_once(chain: Chain, signed: object) -> tuple[tx.Outcome, str]:
+        return answers.pop() if answers else real(chain, signed)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tx, "broadcast", refuse_once)
+    row = _start(anchorer, make_run)
+    refused = (row.state, row.tx_hash)
+
+    row = anchorer.advance(row)
+    # eth-tester queues no future nonce: the new one is accepted once `taken` is mined.
+    _mine(chain)
+    row = anchorer.advance(row)
+    _mine(chain)
+    row = anchorer.advance(row)
+
+    assert refused == (PENDING, None)
+    assert row.nonce == taken + 1
+    assert row.state == PENDING and row.block_number is not None
+
+
+def test_anchorer_underpriced_raises_fees_on_next_step(
+    anchorer: Anchorer, make_run: MakeRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = tx.broadcast
+    answers = [(tx.Outcome.UNDERPRICED, "replacement transaction underpriced")]
+
+    def refuse_once(chain: Chain, signed: object) -> tuple[tx.Outcome, str]:
+        return answers.pop() if answers else real(chain, signed)  # type: ignore[arg-type]
+
+    row = _start(anchorer, make_run)
+    monkeypatch.setattr(tx, "broadcast", refuse_once)
+    row = anchorer._resend(row)
+    refused = (row.state, row.max_fee_per_gas or 0)
+
+    row = anchorer.advance(row)
+
+    assert refused[0] == SUBMITTED
+    assert row.state == PENDING and row.last_error is None
+    assert (row.max_fee_per_gas or 0) * 100 >= refused[1] * 112
+
+
 def test_anchorer_nonce_too_low_adopts_earlier_mined_tx(
     anchorer: Anchorer, chain: Chain, make_run: MakeRun, clock: Clock
 ) -> None:
@@ -130,7 +187,7 @@ def test_anchorer_nonce_taken_by_another_tx_gets_new_nonce(
 
     row = anchorer.advance(row)
     freed = (row.state, row.tx_hash)
-    row = anchorer.advance(row)
+    row = anchorer.advance(anchorer.advance(row))
 
     assert freed == (PENDING, None)
     assert row.nonce == nonce + 1
@@ -147,7 +204,7 @@ def test_anchorer_concurrent_anchors_distinct_nonces(
     def work(row: Anchor) -> None:
         try:
             results.append(anchorer.submit(row))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(row,)) for row in rows]

@@ -42,7 +42,9 @@ def test_claim_held_by_other_owner_refused(store: Store) -> None:
 
 def test_claim_expired_lease_taken_over(store: Store) -> None:
     run_id = _run(store, owner="host-a:1")
-    store.update_run(run_id, claim_expires=store.get_run(run_id).created_at - timedelta(1))
+    store.update_run(
+        run_id, claim_expires=store.get_run(run_id).created_at - timedelta(1)
+    )
 
     assert store.claim(run_id, "host-b:2", timedelta(minutes=5))
     assert store.get_run(run_id).claim_owner == "host-b:2"
@@ -51,9 +53,16 @@ def test_claim_expired_lease_taken_over(store: Store) -> None:
 def test_add_items_bulk_round_trip_keeps_exact_path_bytes(store: Store) -> None:
     run_id = _run(store)
     rows = [
-        {"seq": n, "path": f"f{n}".encode() + b"\xff", "kind": "file", "status": "ok",
-         "size": 5_000_000_000, "record": "{}", "content_digest": bytes(32),
-         "record_digest": bytes(32)}
+        {
+            "seq": n,
+            "path": f"f{n}".encode() + b"\xff",
+            "kind": "file",
+            "status": "ok",
+            "size": 5_000_000_000,
+            "record": "{}",
+            "content_digest": bytes(32),
+            "record_digest": bytes(32),
+        }
         for n in range(2500)
     ]
 

@@ -19,6 +19,7 @@ from asn1crypto import tsp
 
 from notary.config import TSAConfig
 from notary.errors import (
+    BuiltinTSAError,
     ConfigError,
     DigestLengthError,
     ImprintMismatchError,
@@ -561,3 +562,32 @@ def test_collect_tokens_configuration_error_raises_before_asking(
 def test_collect_tokens_bad_digest_raises(home: Path) -> None:
     with pytest.raises(DigestLengthError, match="wrong length"):
         collect_tokens([TSAConfig("builtin", "builtin")], b"x", "sha256", home=home)
+
+
+def test_collect_tokens_broken_builtin_is_its_own_result(
+    home: Path, mock: MockTSA, http_client: httpx.Client
+) -> None:
+    (home / "tsa" / "tsa.pem").unlink()
+    tsas = [TSAConfig("builtin", "builtin"), remote(name="good")]
+
+    results = collect_tokens(
+        tsas, DIGEST, "sha256", home=home, client=http_client, policy=FAST
+    )
+
+    assert isinstance(results[0], BuiltinTSAError)
+    assert results[0].facts["tsa"] == "builtin"
+    assert isinstance(results[1], IssuedToken)
+
+
+def test_request_token_raw_decoding_error_becomes_token_format_error(
+    home: Path, http_client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("deep parser slip")
+
+    monkeypatch.setattr(tsa_client, "verify_token", broken)
+
+    with pytest.raises(TokenFormatError, match="does not decode") as caught:
+        ask(home, http_client)
+
+    assert caught.value.facts["tsa"] == "remote"  # type: ignore[attr-defined]

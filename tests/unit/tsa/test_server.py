@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -22,7 +24,11 @@ from notary.tsa.token import load_certificates, parse_status
 from notary.tsa.verify import verify_token
 from notary.verdict import Verdict
 
-DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64, "sha1": 20, "md5": 16}
+# A fuzzed request whose nonce carries a context tag: asn1crypto raised AttributeError.
+MANGLED_NONCE_TAG = (
+    "3041020101302f300b060960864801650304020104202d711642b726b04401627ca9fbac32f5c8"
+    "530f63903cc4db0225c317921a4881280840000000000000010101ff"
+)
 
 
 def make_request(
@@ -85,6 +91,13 @@ def test_open_first_use_creates_keys_with_mode_0600(tmp_path: Path) -> None:
     ]
 
 
+def test_open_directory_that_cannot_be_created_raises(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("in the way")
+
+    with pytest.raises(BuiltinTSAError, match="cannot create its files"):
+        BuiltinTSA.open(tmp_path / "file" / "tsa")
+
+
 def test_open_second_time_reuses_ca_and_certificate(tmp_path: Path) -> None:
     first = BuiltinTSA.open(tmp_path / "tsa")
 
@@ -111,6 +124,22 @@ def test_open_racing_threads_create_one_ca(tmp_path: Path) -> None:
     assert len(results) == 6
     assert len({r.ca_certificate.fingerprint(hashes.SHA256()) for r in results}) == 1
     assert len({r.certificate.serial_number for r in results}) == 1
+
+
+def test_open_racing_processes_create_one_ca(tmp_path: Path) -> None:
+    script = (
+        "import sys, pathlib; from notary.tsa.server import BuiltinTSA;"
+        "print(BuiltinTSA.open(pathlib.Path(sys.argv[1])).ca_certificate.serial_number)"
+    )
+    command = [sys.executable, "-c", script, str(tmp_path / "tsa")]
+
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE) for _ in range(4)]
+    outputs = {process.communicate(timeout=60)[0] for process in processes}
+
+    assert [p.returncode for p in processes] == [0, 0, 0, 0]
+    assert len(outputs) == 1
+    expected = BuiltinTSA.open(tmp_path / "tsa").ca_certificate.serial_number
+    assert outputs == {f"{expected}\n".encode()}
 
 
 def test_open_missing_tsa_key_only_raises(tmp_path: Path) -> None:
@@ -276,6 +305,7 @@ def test_respond_without_nonce_omits_nonce(tsa: BuiltinTSA) -> None:
         (make_request(version=2), "badRequest"),
         (make_request(policy="2.25.1"), "unacceptedPolicy"),
         (make_request() + b"\x00", "badDataFormat"),
+        (bytes.fromhex(MANGLED_NONCE_TAG), "badDataFormat"),
     ],
     ids=[
         "garbage",
@@ -286,6 +316,7 @@ def test_respond_without_nonce_omits_nonce(tsa: BuiltinTSA) -> None:
         "version-2",
         "foreign-policy",
         "trailing-byte",
+        "mangled-nonce-tag",
     ],
 )
 def test_respond_bad_request_rejects_with_fail_info(

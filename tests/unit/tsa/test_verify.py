@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import random
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from notary.errors import (
     ImprintMismatchError,
     KeyUsageError,
     NonceMismatchError,
+    NotaryError,
     SignatureError,
     TokenFormatError,
     TokenIndeterminateError,
@@ -470,3 +472,18 @@ def test_token_report_to_json_has_summary_fields(pki: PKI) -> None:
     assert document["hash_algorithm"] == "sha256"
     assert document["policy"] == "1.3.6.1.4.1.99999.1"
     assert {c["name"] for c in document["checks"]} >= {"signature", "path", "nonce"}
+
+
+def test_verify_token_mutated_bytes_never_raise_foreign_errors(pki: PKI) -> None:
+    resp = _issue_chain(pki, pki.leaf(), nonce=5)
+    rng = random.Random(20261204)
+
+    for _ in range(200):
+        mutated = bytearray(resp)
+        for _ in range(rng.randint(1, 3)):
+            mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+        try:
+            report = _verify(pki, bytes(mutated))
+        except NotaryError:
+            continue
+        report.to_json()
