@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from notary import __version__
 from notary.errors import BundleFormatError, NotaryError, NotFoundError
 from notary.ers import evidence_record
+from notary.tsa.token import embedded_certificates, load_token, parse_signed_data
 
 logger = logging.getLogger(__name__)
 
@@ -234,8 +235,6 @@ def _evidence_token(content: BundleContent) -> bytes | None:
     timestamps renew the previous one), so each evidence record carries one token; the
     bundle's other tokens are in timestamps/ for every other verifier.
     """
-    from notary.tsa.token import load_token
-
     for ts in content.timestamps:
         if ts.hash_algorithm == content.algorithm:
             try:
@@ -279,8 +278,6 @@ def evidence_record_name(n: int) -> str:
 def _certificate_members(
     content: BundleContent, layout: _Layout
 ) -> Iterator[tuple[str, bytes]]:
-    from notary.tsa.token import embedded_certificates, load_token, parse_signed_data
-
     by_tsa: dict[str, list[bytes]] = {}
     for ts in content.timestamps:
         found = by_tsa.setdefault(ts.tsa, [])
@@ -888,7 +885,7 @@ def check_version(path: Path, manifest: dict[str, Any]) -> None:
 def _load_json(path: Path, name: str, data: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSON, UTF-8, int digits limit
         raise BundleFormatError(
             f"bundle {path}: {name} is not valid JSON ({exc})", member=name
         ) from exc

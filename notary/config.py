@@ -39,6 +39,8 @@ class TSAConfig:
     ``url`` is an http(s) URL, or ``builtin`` for the in-process TSA of the data
     directory. ``auth_env`` names a variable holding ``user:password`` for HTTP basic
     auth; ``header_env`` names a variable holding one ``Name: value`` header.
+    ``timeout`` is in seconds per attempt; ``retries`` counts attempts in all (at least
+    one), repeated only after a 5xx answer, a timeout or a failed connection.
     """
 
     name: str
@@ -78,7 +80,9 @@ class AnchorConfig:
     ``rpc_url`` ``builtin`` selects the in-process eth-tester chain (proves nothing to
     third parties). ``key_env`` names the variable holding a hex private key;
     ``keystore`` is an encrypted keystore file whose password is in the variable named
-    by ``password_env``.
+    by ``password_env``. ``receipt_timeout`` is the number of seconds after a broadcast
+    without a receipt before the next pass re-sends the transaction with higher fees
+    (nothing blocks while waiting).
     """
 
     rpc_url: str = "builtin"
@@ -259,6 +263,19 @@ min_tokens = 1              # verified TSA tokens needed to seal a run (2 recomm
 name = "builtin"
 url = "builtin"
 trust_roots = ["tsa/ca.pem"]
+
+# Optional EVM anchors (README, "Blockchain anchors"). Deploy the contract with
+# `notary anchor deploy --rpc URL`, then fill in what it prints. The signing key comes
+# from the NOTARY_ANCHOR_KEY variable, or from an encrypted keystore file whose password
+# is in NOTARY_ANCHOR_PASSWORD; never from this file.
+#
+# [anchor]
+# rpc_url = "https://rpc.example.org"
+# chain_id = 11155111
+# contract = "0x..."
+# confirmations = 12
+# keystore = "/etc/notary/anchor-keystore.json"
+# password_env = "NOTARY_ANCHOR_PASSWORD"
 """
 
 

@@ -150,7 +150,14 @@ def parse_evidence_record(der: bytes) -> tuple[str, list[list[bytes]], bytes]:
         token_der = _token_der(archive_time_stamp)
         algorithm = _record_algorithm(archive_time_stamp, token_der)
         trees = _partial_trees(archive_time_stamp)
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
         raise EvidenceRecordError(
             f"evidence record: not a DER EvidenceRecord ({exc})", reason=str(exc)
         ) from exc

@@ -99,7 +99,11 @@ def _anchors(store: Store, run_id: int) -> list[dict[str, Any]]:
         from notary.anchor.verify import anchor_record
     except ImportError:
         return []
-    return [anchor_record(anchor) for anchor in store.anchors(run_id)]
+    return [
+        anchor_record(anchor)
+        for anchor in store.anchors(run_id)
+        if anchor.state != "failed"
+    ]
 
 
 def bundle_content(

@@ -248,12 +248,16 @@ class _Pool:
         if held and not serial:
             _release_baton()
         elif serial and not held:
-            self._waiting += 1
+            self._count_waiting(1)
             try:
                 self._wait_for(self._baton)
             finally:
-                self._waiting -= 1
+                self._count_waiting(-1)
             _local.baton = self._baton
+
+    def _count_waiting(self, change: int) -> None:
+        with self._lock:
+            self._waiting += change
 
     def _hand_over(self, batch: list[Hashed]) -> None:
         if self._waiting and getattr(_local, "baton", None) is not None:

@@ -300,7 +300,7 @@ class _Verifier:
                 untrusted=untrusted,
             )
         except (NotFoundError, BundleFormatError, TokenFormatError) as exc:
-            check = Check("timestamp", False, f"{label}: {exc.message}", facts={})
+            check = Check("timestamp", False, f"{label}: {exc.message}")
             return Verdict.INVALID, [advisory(check)]
         if report.info is not None:
             self.tokens.add(load_token(response))
@@ -685,7 +685,8 @@ def _compare_content(
     name = "item content"
     expected_kind = "symlink" if fields.get("kind") == "symlink" else "file"
     if kind != expected_kind:
-        detail = f"changed: is a {kind} (expected a {expected_kind})"
+        found = "not a regular file or symlink" if kind == "other" else f"a {kind}"
+        detail = f"changed: is {found} (expected a {expected_kind})"
         return Check(name, False, detail, item=item.path)
     expected_size = fields.get("size")
     if isinstance(expected_size, int) and size != expected_size:
@@ -890,16 +891,20 @@ def verify_evidence_record(
     warnings = [NO_RECORD_WARNING]
     checks = [Check("evidence record format", True, f"RFC 4998, {algorithm}")]
     checks += _ers_content_checks(files, trees, algorithm, warnings)
-    root, root_check = _ers_root_check(algorithm, trees, token)
-    checks.append(root_check)
     if not trust_roots:
         warnings.insert(0, NO_TRUST_ROOT_ERS_WARNING)
         detail = "none given: the token's certificate chain cannot be checked"
         checks.append(Check("trust root", None, detail))
-    report = verify_token(
-        token, digest=root, hash_algorithm=algorithm, trust_roots=trust_roots
-    )
-    checks.append(_token_check("token", report))
+    try:
+        root, root_check = _ers_root_check(algorithm, trees, token)
+        report = verify_token(
+            token, digest=root, hash_algorithm=algorithm, trust_roots=trust_roots
+        )
+    except TokenFormatError as exc:
+        checks.append(Check("timestamp", False, f"token: {exc.message}"))
+        info = {"kind": "evidence-record", "algorithm": algorithm, "root": None}
+        return BundleReport(str(path), decide(checks), checks, warnings, info)
+    checks += [root_check, _token_check("token", report)]
     info = {"kind": "evidence-record", "algorithm": algorithm, "root": root.hex()}
     return BundleReport(str(path), decide(checks), checks, warnings, info)
 

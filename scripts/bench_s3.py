@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -79,6 +80,8 @@ def time_attest(server: services.SeaweedServer, workers: int) -> tuple[int, floa
         source_options={"endpoint_url": server.endpoint_url},
     )
     elapsed = time.perf_counter() - started
+    store.close()
+    shutil.rmtree(home, ignore_errors=True)
     assert summary.run.state == "complete", summary.run.state
     assert not summary.errors, summary.errors[:3]
     return summary.run.item_count, elapsed

@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -138,19 +139,32 @@ def main() -> None:
     args = parse_args()
     only = set(args.only) or {"sqlite", "postgresql", "run"}
     work = Path(tempfile.mkdtemp(prefix="notary-bench-store-"))
+    try:
+        if only != {"run"}:
+            print(f"items {args.items:,}  batch {args.batch}  cpus {os.cpu_count()}")
+        if "sqlite" in only:
+            rate = bench_inserts(
+                f"sqlite:///{work / 'insert.db'}", args.items, args.batch
+            )
+            print(f"sqlite      insert  {rate:>10,.0f} items/s")
+        if "postgresql" in only:
+            print(f"postgresql  insert  {bench_postgres(args):>10,.0f} items/s")
+        if "run" in only:
+            whole_run(args, only, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_postgres(args: argparse.Namespace) -> float:
+    server = services.start_postgres()
+    try:
+        return bench_inserts(server.create_database(), args.items, args.batch)
+    finally:
+        server.stop()
+
+
+def whole_run(args: argparse.Namespace, only: set[str], work: Path) -> None:
     if only != {"run"}:
-        print(f"items {args.items:,}  batch {args.batch}  cpus {os.cpu_count()}")
-    if "sqlite" in only:
-        rate = bench_inserts(f"sqlite:///{work / 'insert.db'}", args.items, args.batch)
-        print(f"sqlite      insert  {rate:>10,.0f} items/s")
-    if "postgresql" in only:
-        server = services.start_postgres()
-        try:
-            rate = bench_inserts(server.create_database(), args.items, args.batch)
-            print(f"postgresql  insert  {rate:>10,.0f} items/s")
-        finally:
-            server.stop()
-    if "run" in only and only != {"run"}:
         # Peak RSS is per process: measure the whole run in a fresh one.
         command = [
             sys.executable,
@@ -161,12 +175,12 @@ def main() -> None:
             "run",
         ]
         subprocess.run(command, check=True)
-    elif "run" in only:
-        seconds, items = bench_run(f"sqlite:///{work / 'run.db'}", args.items, work)
-        print(
-            f"whole run (sqlite)  {items:,} items in {seconds:.1f} s "
-            f"= {items / seconds:,.0f} items/s; peak RSS {peak_rss_mib():,.0f} MiB"
-        )
+        return
+    seconds, items = bench_run(f"sqlite:///{work / 'run.db'}", args.items, work)
+    print(
+        f"whole run (sqlite)  {items:,} items in {seconds:.1f} s "
+        f"= {items / seconds:,.0f} items/s; peak RSS {peak_rss_mib():,.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

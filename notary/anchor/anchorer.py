@@ -344,6 +344,8 @@ class Anchorer:
         if canonical is None or tx.to_hex(canonical["hash"]) != row.block_hash:
             return self._reorganised(row)
         latest = int(self._call(lambda: self.chain.w3.eth.block_number))
+        # NOTE: a chain that makes blocks only on demand (dev nodes, some consortium
+        # chains) confirms nothing until other transactions arrive.
         if latest - row.block_number + 1 < row.confirmations_required:
             return row
         block_time = datetime.fromtimestamp(int(canonical["timestamp"]), UTC)

@@ -226,11 +226,21 @@ def _verdict_line(report: BundleReport | ChainReport) -> str:
     verdict = report.verdict
     text = f"verdict: {verdict.value.upper()}"
     failing = report.failing_items
-    if failing:
-        text += f"; failing: {', '.join(failing)}"
+    broken = []
+    if isinstance(report, ChainReport):
+        broken = [
+            c.detail for c in report.checks if c.ok is False and c.name != "bundle"
+        ]
+    if failing or broken:
+        text += f"; failing: {', '.join(failing)}" if failing else ""
+        text += f"; chain: {'; '.join(broken)}" if broken else ""
     elif verdict is Verdict.INVALID:
         failed = [c.name for c in _all_checks(report) if c.ok is False]
         text += f"; failed: {', '.join(dict.fromkeys(failed))}"
+    elif verdict is Verdict.VALID:
+        advisory = [c.name for c in _all_checks(report) if c.ok is False]
+        if advisory:
+            text += f" (advisory checks failed: {', '.join(dict.fromkeys(advisory))})"
     elif verdict is Verdict.INDETERMINATE:
         undecided = [
             c.name for c in _all_checks(report) if c.ok is None and not is_advisory(c)

@@ -223,6 +223,9 @@ def _special_kind(child: os.DirEntry[bytes]) -> str:
 
 
 def _read_file(path: bytes, algorithm: str) -> _Snapshot:
+    # TODO: O_NOFOLLOW guards only the last path component; a directory swapped for a
+    # symlink between listing and hashing is followed. Opening relative to directory
+    # descriptors kept from the walk would close that gap.
     fd = os.open(path, _OPEN_FLAGS)
     try:
         before = os.fstat(fd)

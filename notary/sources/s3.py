@@ -167,7 +167,20 @@ class S3Source:
         return SourceError(message, operation=operation, **facts)
 
     def _is_versioned(self) -> bool:
-        answer = self._call("get_bucket_versioning")
+        try:
+            answer = self._call("get_bucket_versioning")
+        except SourceError as exc:
+            if exc.facts.get("code") not in ("AccessDenied", "403"):
+                raise
+            # NOTE: least-privilege policies often allow only ListBucket and GetObject.
+            # Without the versioning status, GETs are pinned by If-Match on the ETag.
+            logger.warning(
+                "s3 bucket %s: versioning status not readable (%s); reading objects "
+                "by ETag instead of version id",
+                self.bucket,
+                exc.facts.get("code"),
+            )
+            return False
         return answer.get("Status") in ("Enabled", "Suspended")
 
     def _has_object_lock(self) -> bool:

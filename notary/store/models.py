@@ -138,6 +138,11 @@ class Timestamp(SQLModel, table=True):
 
 class Anchor(SQLModel, table=True):
     __tablename__ = "anchor"
+    __table_args__ = (
+        UniqueConstraint(
+            "chain_id", "sender", "nonce", name="uq_anchor_chain_sender_nonce"
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="run.id", index=True)

@@ -474,7 +474,12 @@ def check_signer_validity(parsed: _Token) -> Check:
 
 
 def check_path(parsed: _Token) -> tuple[Check, ValidationPath | None]:
-    """Build and validate a path to a trust root at genTime; nothing is fetched."""
+    """Build and validate a path to a trust root at genTime; nothing is fetched.
+
+    NOTE: no path to any supplied root is undecided, not failed (as ETSI EN 319 102-1
+    has NO_CERTIFICATE_CHAIN_FOUND): the verdict is relative to the roots given.
+    Revocation is not checked: no CRL or OCSP data is supplied and none is fetched.
+    """
     if parsed.signer is None:
         return Check("path", None, "signer certificate not available"), None
     if not parsed.roots:

@@ -27,6 +27,7 @@ SCENARIOS: dict[str, tuple[str, dict[str, Any], bool, bool]] = {
     "ecdsa-p521": ("p521", {"digest": "sha512"}, True, True),
     "fractional-gen-time": ("rsa", {"gen_time": "20250601120000.1706741Z"}, True, True),
     "ber-envelope": ("rsa", {"ber": True}, True, True),
+    "unsorted-signed-attributes": ("rsa", {"unsorted": True}, True, True),
     "corrupted-signature": ("rsa", {"tamper_signature": True}, False, False),
     "eku-not-critical": ("eku_not_critical", {}, False, False),
     "eku-extra-purpose": ("eku_extra", {}, False, False),

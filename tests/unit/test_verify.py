@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from notary.bundle import BundleContent, write_bundle
+from notary.bundle import BundleContent, BundleTimestamp, write_bundle
 from notary.cli import main
 from notary.errors import NotFoundError, UsageError
 from notary.tsa.server import BuiltinTSA
@@ -681,3 +681,50 @@ def test_cli_verify_many_items_summarised_failures_listed(
     assert "  ok    29 items: content, evidence record, proof, record ok" in out
     assert [line for line in out if "[logs/007.log]" in line]
     assert out[-1] == "verdict: INVALID; failing: logs/007.log"
+
+
+def test_cli_verify_several_bundles_names_missing_period(
+    tmp_path: Path, tsa: BuiltinTSA, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundles = _chain(tmp_path, tsa, ["2026-09", "2026-10", "2026-11"])
+
+    code = main(
+        [
+            "verify",
+            str(bundles["2026-09"]),
+            str(bundles["2026-11"]),
+            "--trust-root",
+            str(tsa.ca_path),
+        ]
+    )
+
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert out[-2] == (
+        "verdict: INVALID; chain: no bundle for period 2026-10 (between 2026-09 and "
+        "2026-11); 2026-11 links to period 2026-10, whose bundle is missing"
+    )
+
+
+def test_verify_bundle_one_bad_token_of_two_still_valid_and_said(
+    tmp_path: Path,
+    evidence: Path,
+    tsa: BuiltinTSA,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    content = content_of(evidence_of(evidence), tsa)
+    good = content.timestamps[0]
+    damaged = bytearray(good.response)
+    damaged[-10] ^= 0x55
+    bad = BundleTimestamp(
+        **{**good.__dict__, "tsa": "second", "response": bytes(damaged)}
+    )
+    content.timestamps.append(bad)
+    write_bundle(content, tmp_path / "two.zip")
+
+    code = main(["verify", str(tmp_path / "two.zip"), "--trust-root", str(tsa.ca_path)])
+
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert "verdict: VALID (advisory checks failed: timestamp)" in out
+    assert any(line.startswith("  FAIL  timestamp (advisory): second") for line in out)

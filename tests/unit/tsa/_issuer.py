@@ -251,6 +251,14 @@ def _ess_attribute(signer: Identity, version: str) -> cms.CMSAttribute:
     )
 
 
+def _unsorted(attributes: list[cms.CMSAttribute]) -> cms.CMSAttributes:
+    """Return a SET OF whose elements are kept in descending, non-DER order."""
+    body = b"".join(sorted((a.dump() for a in attributes), reverse=True))
+    size = len(body).to_bytes((len(body).bit_length() + 7) // 8, "big")
+    length = size if len(body) < 0x80 else bytes([0x80 | len(size)]) + size
+    return cms.CMSAttributes.load(b"\x31" + length + body)
+
+
 def _signature_algorithm(signature: str, digest: str) -> dict[str, Any]:
     if signature == "pss":
         return {
@@ -295,6 +303,7 @@ def issue(
     content_type: str = "tst_info",
     status: str = "granted",
     ber: bool = False,
+    unsorted: bool = False,
     **tst_fields: Any,
 ) -> bytes:
     """Return a TimeStampResp (DER, or BER envelope with ``ber``) signed by ``signer``.
@@ -302,7 +311,8 @@ def issue(
     ``certs`` is the certificate set in order (default: the signer only; [] for none).
     ``signature``: ``pkcs1`` (default for RSA), ``pss``, ``ecdsa`` (EC keys).
     ``ess``: ``v1``, ``v2`` or None (no SigningCertificate); ``ess_cert`` binds
-    another certificate than the signer.
+    another certificate than the signer. ``unsorted`` signs the attributes in
+    descending order, not DER's sorted SET OF (DigiCert did so in 2018).
     Other keywords go to `tst_info`.
     """
     tst = tst_info(imprint, **tst_fields)
@@ -321,7 +331,7 @@ def issue(
     ]
     if ess is not None:
         attributes.append(_ess_attribute(ess_cert or signer, ess))
-    signed_attrs = cms.CMSAttributes(attributes)
+    signed_attrs = _unsorted(attributes) if unsorted else cms.CMSAttributes(attributes)
     sig = _sign(signer.key, kind, digest, signed_attrs.dump())
     if tamper_signature:
         sig = sig[:-1] + bytes([sig[-1] ^ 1])

@@ -117,6 +117,13 @@ def test_verify_token_content_type_not_tst_info_is_invalid(pki: PKI) -> None:
         report.raise_for_verdict()
 
 
+def test_verify_token_unsorted_signed_attributes_verify_as_received(pki: PKI) -> None:
+    # DigiCert (2018) signed its attributes in an order DER's SET OF would not keep
+    report = _verify(pki, _issue_chain(pki, pki.leaf(), unsorted=True))
+
+    assert report.verdict is Verdict.VALID, report.reasons
+
+
 def test_verify_token_ber_envelope_is_valid(pki: PKI) -> None:
     report = _verify(pki, _issue_chain(pki, pki.leaf(), ber=True))
 
