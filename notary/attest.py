@@ -12,8 +12,9 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from notary.config import Settings, TSAConfig
 from notary.errors import (
     ConfigError,
     NoItemsError,
+    NotaryError,
     RunConflictError,
     TimestampError,
     UsageError,
@@ -96,6 +98,62 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class Lease:
+    """Keep this process's claim on a run alive from a background thread.
+
+    The claim is renewed every third of its duration; if a renewal finds the run taken
+    by another owner (our lease expired, e.g. the machine was suspended), `check`
+    raises RunConflictError so no more work is written. Leaving the context releases
+    the claim.
+    """
+
+    def __init__(
+        self, store: Store, run_id: int, owner: str, duration: timedelta = DEFAULT_LEASE
+    ) -> None:
+        self.store, self.run_id, self.owner, self.duration = (
+            store,
+            run_id,
+            owner,
+            duration,
+        )
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._renew, name=f"lease-run-{run_id}", daemon=True
+        )
+
+    def __enter__(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if not self.lost:
+            self.store.release(self.run_id, self.owner)
+
+    def _renew(self) -> None:
+        interval = self.duration.total_seconds() / 3
+        while not self._stop.wait(interval):
+            try:
+                held = self.store.claim(self.run_id, self.owner, self.duration)
+            except NotaryError as exc:
+                logger.warning("run %s: lease renewal failed: %s", self.run_id, exc)
+                continue
+            if not held:
+                logger.error("run %s: lease lost to another process", self.run_id)
+                self.lost = True
+                return
+
+    def check(self) -> None:
+        """Raise RunConflictError if another process has taken the run over."""
+        if self.lost:
+            raise RunConflictError(
+                f"run {self.run_id}: lease lost to another process; stopped",
+                run=self.run_id,
+            )
+
+
 # collect ------------------------------------------------------------------------------
 
 
@@ -156,7 +214,7 @@ def _hash_missing(
     entries: Sequence[tuple[Source, Entry]],
     settings: Settings,
     progress: Progress,
-    keep_claim: Callable[[], None],
+    lease: Lease,
 ) -> int:
     """Hash the entries ``run`` lacks, persisting them in batches; return how many."""
     done = store.item_paths(run.id or 0)
@@ -182,10 +240,11 @@ def _hash_missing(
         pending.append(_item_row(hashed, seq_of[hashed.entry.path], run.algorithm))
         count += 1
         if len(pending) >= FLUSH_ITEMS or time.monotonic() - last_flush > FLUSH_SECONDS:
+            lease.check()
             store.add_items(run.id or 0, pending)
             pending.clear()
-            keep_claim()
             last_flush = time.monotonic()
+    lease.check()
     store.add_items(run.id or 0, pending)
     progress.finish()
     return count
@@ -406,21 +465,29 @@ def resume(
     anchor: bool = False,
 ) -> RunSummary:
     """Finish an interrupted run without re-hashing the items it already holds."""
-    run = store.get_run(run_id)
     owner = owner or owner_id()
-    if run.state == COMPLETE:
-        return summarize(store, run)
+    if store.get_run(run_id).state == COMPLETE:
+        return summarize(store, store.get_run(run_id))
     if not store.claim(run_id, owner, DEFAULT_LEASE):
+        held = store.get_run(run_id)
         raise RunConflictError(
-            f"run {run_id}: claimed by {run.claim_owner} until {run.claim_expires}",
+            f"run {run_id}: claimed by {held.claim_owner} until {held.claim_expires}",
             run=run_id,
             hint="another process is working on it; wait or let its lease expire",
         )
+    # Re-read under the claim: another process may have finished the run meanwhile.
+    run = store.get_run(run_id)
     entries: list[tuple[Source, Entry]] = []
-    if run.state in (COLLECTING, HASHING):
-        spec = json.loads(run.source)
-        entries, skipped = collect(open_sources(spec["paths"], **spec["options"]))
-        run = store.update_run(run_id, skipped=_skipped_json(skipped))
+    try:
+        if run.state == COMPLETE:
+            return summarize(store, run)
+        if run.state in (COLLECTING, HASHING):
+            spec = json.loads(run.source)
+            entries, skipped = collect(open_sources(spec["paths"], **spec["options"]))
+            run = store.update_run(run_id, skipped=_skipped_json(skipped))
+    except BaseException:
+        store.release(run_id, owner)
+        raise
     return _finish(settings, store, run, entries, progress, owner, anchor)
 
 
@@ -436,24 +503,19 @@ def _finish(
     run_id = run.id or 0
     progress = progress or Progress.disabled()
     hashed = 0
-    try:
+    with Lease(store, run_id, owner) as lease:
         if run.state in (COLLECTING, HASHING):
             run = store.update_run(run_id, state=HASHING)
-
-            def keep_claim() -> None:
-                store.claim(run_id, owner, DEFAULT_LEASE)
-
-            hashed = _hash_missing(store, run, entries, settings, progress, keep_claim)
+            hashed = _hash_missing(store, run, entries, settings, progress, lease)
+            lease.check()
             run = _seal_tree(store, run)
         failures: list[dict[str, str]] = []
         if run.state == AWAITING_TIMESTAMP:
             run, _, failures = timestamp_run(settings, store, run)
-        summary = summarize(store, run, hashed_now=hashed, timestamp_errors=failures)
-        if anchor and run.state == COMPLETE:
-            summary.anchor = _anchor(settings, store, run_id)
-        return summary
-    finally:
-        store.release(run_id, owner)
+    summary = summarize(store, run, hashed_now=hashed, timestamp_errors=failures)
+    if anchor and run.state == COMPLETE:
+        summary.anchor = _anchor(settings, store, run_id)
+    return summary
 
 
 def _anchor(settings: Settings, store: Store, run_id: int) -> dict[str, Any]:
@@ -474,7 +536,7 @@ def summarize(store: Store, run: Run, **extra: Any) -> RunSummary:
     run_id = run.id or 0
     errors: list[dict[str, str]] = []
     unstable: list[str] = []
-    for item in store.iter_items(run_id):
+    for item in store.problem_items(run_id):
         name = record.display_name(bytes(item.path))
         if item.status == "error":
             errors.append({"path": name, "error": item.error or "unreadable"})

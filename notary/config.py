@@ -70,6 +70,7 @@ class StreamConfig:
     tsas: list[str] | None = None
     endpoint_url: str | None = None
     region: str | None = None
+    addressing_style: str | None = None  # S3: "virtual" (OSS, COS), "path" or "auto"
     anchor: bool = False
 
 

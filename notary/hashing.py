@@ -26,6 +26,7 @@ DEFAULT_WORKERS = 4
 BATCH_ITEMS = 64
 BATCH_BYTES = 8 << 20
 BATCH_SECONDS = 0.2
+BATON_SECONDS = 0.02
 QUEUED_BATCHES_PER_WORKER = 4
 
 _local = threading.local()
@@ -254,19 +255,26 @@ class _Pool:
             finally:
                 self._count_waiting(-1)
             _local.baton = self._baton
+            _local.baton_since = time.monotonic()
 
     def _count_waiting(self, change: int) -> None:
         with self._lock:
             self._waiting += change
 
     def _hand_over(self, batch: list[Hashed]) -> None:
-        if self._waiting and getattr(_local, "baton", None) is not None:
+        if self._waiting and self._held_long():
             # Give a waiting worker the baton now and then, so that the large item it
             # holds gets hashed in parallel instead of after all the small ones.
             _release_baton()
             time.sleep(0)
         self._wait_for(self._slots)
         self._results.put(batch)
+
+    @staticmethod
+    def _held_long() -> bool:
+        if getattr(_local, "baton", None) is None:
+            return False
+        return bool(time.monotonic() - _local.baton_since >= BATON_SECONDS)
 
     def _wait_for(self, lock: threading.Lock | threading.Semaphore) -> None:
         while not lock.acquire(timeout=0.1):

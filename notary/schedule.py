@@ -5,6 +5,11 @@ schedule at local time T (in the stream's ``timezone``) attests the month before
 period, not the wall clock, identifies a run, so DST and time zones never change what
 is attested.
 
+A stream's ``source`` is a template filled per period: ``{period:<strftime format>}``
+stands for the period's first day at 00:00, so ``s3://audit/AWSLogs/{period:%Y/%m}/``
+is ``s3://audit/AWSLogs/2026/11/`` for 2026-11 and ``/srv/snap/{period:%Y-%m}/`` is
+``/srv/snap/2026-11/``.
+
 One pass (`run_due`) walks each stream from ``first_period`` (default: the last finished
 month) up to the last finished month and, in ascending order:
 
@@ -355,6 +360,10 @@ def _run_period(
         )
     except NotaryError as exc:
         return _failed(work, stream.name, period, run, late, exc)
+    except Exception as exc:  # a bug met by one stream must not stop the others
+        logger.exception("stream %s period %s: unexpected error", stream.name, period)
+        wrapped = NotaryError(f"unexpected error: {type(exc).__name__}: {exc}")
+        return _failed(work, stream.name, period, run, late, wrapped)
 
 
 def _attest_new(
@@ -475,10 +484,15 @@ def source_for(stream: StreamConfig, period: str) -> str:
 
 
 def source_options(stream: StreamConfig) -> dict[str, Any]:
-    """Return the options a stream passes to its sources (S3 endpoint and region)."""
+    """Return the options a stream passes to its sources (S3 endpoint, region and
+    addressing style)."""
     if "://" not in stream.source:
         return {}
-    options = {"endpoint_url": stream.endpoint_url, "region": stream.region}
+    options = {
+        "endpoint_url": stream.endpoint_url,
+        "region": stream.region,
+        "addressing_style": stream.addressing_style,
+    }
     return {key: value for key, value in options.items() if value is not None}
 
 

@@ -11,6 +11,7 @@ the test suite. Wall-clock rates need an otherwise idle machine; CPU rates less 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import resource
 import shutil
@@ -32,8 +33,12 @@ MIB = 1 << 20
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--big-mib", type=int, default=1024, help="large file size")
-    parser.add_argument("--small-files", type=int, default=100_000)
+    parser.add_argument(
+        "--big-mib", type=int, default=1024, help="large file size (0: skip)"
+    )
+    parser.add_argument(
+        "--small-files", type=int, default=100_000, help="how many (0: skip)"
+    )
     parser.add_argument("--small-size", type=int, default=4096, help="bytes each")
     parser.add_argument(
         "--workers", default="1,2,4", help="comma-separated worker counts to try"
@@ -122,9 +127,8 @@ def bench_small(args: argparse.Namespace, folder: Path) -> list[tuple[str, str, 
     count = len(entries)
     rows = [("scan only", f"{count / wall:,.0f} files/s", "")]
     for workers in [int(w) for w in args.workers.split(",")]:
-        _, wall, cpu = best(
-            lambda w=workers: _scan_and_hash(source, args.algorithm, w), args.repeat
-        )
+        run = functools.partial(_scan_and_hash, source, args.algorithm, workers)
+        _, wall, cpu = best(run, args.repeat)
         rows.append(
             (
                 f"scan + hash, {workers} worker(s), wall / CPU",
@@ -154,13 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         rows = [
             ("CPUs", str(os.cpu_count()), ""),
             ("chunk size", f"{CHUNK_SIZE // 1024} KiB", ""),
-            (f"large file ({args.big_mib} MiB)", args.algorithm, ""),
         ]
-        rows += bench_big(args, Path(tmp))
-        rows.append(
-            (f"small files ({args.small_files:,} x {args.small_size} B)", "", "")
-        )
-        rows += bench_small(args, Path(tmp))
+        if args.big_mib > 0:
+            rows.append((f"large file ({args.big_mib} MiB)", args.algorithm, ""))
+            rows += bench_big(args, Path(tmp))
+        if args.small_files > 0:
+            count = f"{args.small_files:,} x {args.small_size} B"
+            rows.append((f"small files ({count})", "", ""))
+            rows += bench_small(args, Path(tmp))
     rows.append(("load average (1 min) at the end", f"{os.getloadavg()[0]:.2f}", ""))
     print(f"{'measure':44} {'value':>28}  target")
     for name, value, target in rows:

@@ -145,6 +145,7 @@ class PostgresServer:
     directory: Path
     port: int
     databases: list[str] = field(default_factory=list)
+    reaper: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -164,28 +165,62 @@ class PostgresServer:
         self.databases.append(name)
         return self.url_for(name)
 
-    def stop(self) -> None:
-        if not self.directory.exists():
-            return
+    def stop_command(self) -> list[str]:
         pg_ctl = [str(self.bindir / "pg_ctl"), "-D", str(self.directory / "data")]
-        _as_postgres([*pg_ctl, "-m", "immediate", "-w", "stop"], check=False)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        return [*_postgres_prefix(), *pg_ctl, "-m", "immediate", "-w", "stop"]
+
+    def stop(self) -> None:
+        if self.directory.exists():
+            subprocess.run(self.stop_command(), capture_output=True, timeout=60)
+            shutil.rmtree(self.directory, ignore_errors=True)
+        if self.reaper is not None and self.reaper.stdin is not None:
+            self.reaper.stdin.close()
+            self.reaper.wait(60)
+            self.reaper = None
+
+
+# pg_ctl detaches the server, so it would outlive a test process that is killed (a
+# SIGTERM or SIGKILL skips atexit). The reaper, in its own session, waits for its stdin
+# to close, which happens however the test process ends, then stops the server.
+_REAPER = """
+import shutil, subprocess, sys
+sys.stdin.buffer.read()
+subprocess.run(sys.argv[2:], capture_output=True, timeout=60)
+shutil.rmtree(sys.argv[1], ignore_errors=True)
+"""
+
+
+def _start_reaper(server: PostgresServer) -> None:
+    server.reaper = subprocess.Popen(
+        [sys.executable, "-c", _REAPER, str(server.directory), *server.stop_command()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _postgres_prefix() -> list[str]:
+    return ["runuser", "-u", PG_USER, "--"] if os.geteuid() == 0 else []
 
 
 def _as_postgres(
     argv: Sequence[str], *, check: bool = True
 ) -> subprocess.CompletedProcess[bytes]:
-    prefix = ["runuser", "-u", PG_USER, "--"] if os.geteuid() == 0 else []
     return subprocess.run(
-        prefix + list(argv), check=check, capture_output=True, timeout=START_TIMEOUT
+        [*_postgres_prefix(), *argv],
+        check=check,
+        capture_output=True,
+        timeout=START_TIMEOUT,
     )
 
 
 def start_postgres() -> PostgresServer:
     """Initialise and start a PostgreSQL server with database ``notary_test``.
 
-    The caller must `stop` it; an atexit hook also does. Raises RuntimeError with the
-    server's log when it does not start.
+    The caller must `stop` it; an atexit hook also does, and a reaper process does
+    when the caller dies. Raises RuntimeError with the server's log when it does not
+    start.
     """
     bindir = postgres_bindir()
     if bindir is None:
@@ -196,6 +231,7 @@ def start_postgres() -> PostgresServer:
         shutil.chown(directory, PG_USER, PG_USER)
     server = PostgresServer(bindir, directory, free_port())
     _cleanups.append(server.stop)
+    _start_reaper(server)
     _initdb_and_start(server)
     server.create_database(PG_DATABASE)
     return server

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from notary import __version__
-from notary.errors import EXIT_OPERATIONAL, EXIT_USAGE, NotaryError
+from notary.errors import EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, NotaryError
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("notary: interrupted\n")
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`notary runs | head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:
         if args.verbose:
             raise

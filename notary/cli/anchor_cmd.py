@@ -7,11 +7,13 @@ without loading them.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notary.cli._common import load_settings, print_json
 from notary.errors import EXIT_OK
-from notary.store import Store
+
+if TYPE_CHECKING:
+    from notary.store import Store
 
 DEPLOY_HELP = """\
 Deploy the RootRegistry contract with the account of [anchor] key_env (or keystore).
@@ -92,6 +94,8 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 def _open_store(url: str) -> Store:
+    from notary.store import Store
+
     return Store(url)
 
 

@@ -5,16 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from notary import attest as pipeline
 from notary import config
 from notary import period as periods
 from notary.cli._common import load_settings, print_json
 from notary.errors import EXIT_OK, EXIT_OPERATIONAL, UsageError
-from notary.hashing import Progress
-from notary.store import Store
-from notary.store.models import COMPLETE, Run
+
+if TYPE_CHECKING:
+    from notary import attest as pipeline
+    from notary.hashing import Progress
+    from notary.store import Store
+    from notary.store.models import Run
+
+# NOTE: the database and pipeline modules are imported inside the handlers, so that
+# `notary --help` and the commands that do not need them start quickly.
+COMPLETE = "complete"
 
 
 def register(commands: Any, groups: dict[str, Any]) -> None:
@@ -59,6 +65,8 @@ def register(commands: Any, groups: dict[str, Any]) -> None:
 
 
 def open_store(settings: config.Settings) -> Store:
+    from notary.store import Store
+
     return Store(settings.database_url)
 
 
@@ -91,12 +99,16 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _progress(args: argparse.Namespace) -> Progress:
+    from notary.hashing import Progress
+
     if args.json or args.quiet or not sys.stderr.isatty():
         return Progress.disabled()
     return Progress()
 
 
 def cmd_attest(args: argparse.Namespace) -> int:
+    from notary import attest as pipeline
+
     settings = load_settings()
     if args.workers is not None:
         if args.workers < 1:
@@ -117,6 +129,9 @@ def cmd_attest(args: argparse.Namespace) -> int:
 def _attest_new(
     args: argparse.Namespace, settings: config.Settings, store: Store
 ) -> pipeline.RunSummary:
+    from notary import attest as pipeline
+    from notary.schedule import source_options
+
     if not args.stream:
         raise UsageError(
             "attest: --stream NAME is required", hint="e.g. --stream erp-logs"
@@ -129,9 +144,7 @@ def _attest_new(
         paths = [periods.fill(stream.source, period)]
     if not paths:
         raise UsageError("attest: give at least one PATH (or configure the stream)")
-    options: dict[str, Any] = {}
-    if stream is not None and stream.endpoint_url:
-        options["endpoint_url"] = stream.endpoint_url
+    options = source_options(stream) if stream is not None else {}
     return pipeline.attest(
         settings,
         store,
@@ -227,6 +240,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from notary import attest as pipeline
+
     store = open_store(load_settings())
     summary = pipeline.summarize(store, store.get_run(args.run))
     document = _run_json(summary.run) | summary.to_json()

@@ -105,10 +105,11 @@ def _unquote(etag: str | None) -> str | None:
 class S3Source:
     """The objects under an S3 prefix (module docstring).
 
-    ``endpoint_url`` selects a non-AWS service; ``region`` its region; ``period``
-    fills ``{period:...}`` placeholders left in ``spec``; ``client`` is a ready boto3
-    S3 client (otherwise one is made from the standard credential chain). Nothing is
-    contacted before `scan`.
+    ``endpoint_url`` selects a non-AWS service; ``region`` its region;
+    ``addressing_style`` ``virtual`` is for services that refuse path-style requests
+    (Aliyun OSS, Tencent COS); ``period`` fills ``{period:...}`` placeholders left in
+    ``spec``; ``client`` is a ready boto3 S3 client (otherwise one is made from the
+    standard credential chain). Nothing is contacted before `scan`.
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class S3Source:
         period: str | None = None,
         client: Any = None,
         page_size: int = PAGE_SIZE,
+        addressing_style: str | None = None,
     ) -> None:
         if "{period" in spec:
             if period is None:
@@ -132,7 +134,7 @@ class S3Source:
         self.page_size = page_size
         self.versioned = False
         self.object_lock = False
-        self._client = client or make_client(endpoint_url, region)
+        self._client = client or make_client(endpoint_url, region, addressing_style)
 
     # listing --------------------------------------------------------------------------
 
@@ -355,14 +357,29 @@ class _ObjectError(Exception):
         self.message = message
 
 
-def make_client(endpoint_url: str | None, region: str | None) -> Any:
-    """Return an S3 client from boto3's standard credential chain (thread-safe)."""
+def make_client(
+    endpoint_url: str | None,
+    region: str | None,
+    addressing_style: str | None = None,
+) -> Any:
+    """Return an S3 client from boto3's standard credential chain (thread-safe).
+
+    ``addressing_style`` ``virtual`` puts the bucket in the host name, as Aliyun OSS
+    and Tencent COS require; boto3 uses path style for other endpoints by default.
+    Raises ConfigError for another value than virtual, path or auto.
+    """
+    if addressing_style not in (None, "virtual", "path", "auto"):
+        raise ConfigError(
+            f"s3: addressing_style must be virtual, path or auto, "
+            f"got {addressing_style!r}"
+        )
     session = boto3.session.Session(region_name=region)
     config = Config(
         retries={"max_attempts": 3, "mode": "standard"},
         max_pool_connections=MAX_POOL,
         connect_timeout=10,
         read_timeout=60,
+        s3={"addressing_style": addressing_style or "auto"},
     )
     return session.client("s3", endpoint_url=endpoint_url, config=config)
 

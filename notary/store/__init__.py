@@ -43,6 +43,9 @@ __all__ = ["Anchor", "Item", "Run", "Store", "Timestamp"]
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # NOTE: in WAL mode NORMAL never corrupts the database; a power cut may undo the
+    # last commits, which a resumed run simply hashes again.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
@@ -280,6 +283,14 @@ class Store:
                 return
             yield from rows
             last = rows[-1].path
+
+    def problem_items(self, run_id: int) -> list[Item]:
+        """Return the items of a run whose status is not ``ok`` (errors, unstable)."""
+        with self.session() as session:
+            query = select(Item).where(
+                col(Item.run_id) == run_id, col(Item.status) != "ok"
+            )
+            return list(session.scalars(query.order_by(col(Item.path))))
 
     def item_digests(self, run_id: int) -> list[tuple[bytes, bytes]]:
         """Return (content_digest, record_digest) of every hashed item of a run."""

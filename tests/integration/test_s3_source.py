@@ -293,3 +293,17 @@ def test_s3_template_filled_from_period(s3_env: SeaweedServer) -> None:
     paths = [e.path for e in source.scan() if isinstance(e, Entry)]
 
     assert paths == [b"b"]
+
+
+def test_s3_utf8_keys_paths_are_exact_bytes(s3_env: SeaweedServer) -> None:
+    bucket = _bucket(s3_env)
+    keys = ["p/données/é.txt", "p/cafe\u0301", "p/caf\u00e9", "p/with space+plus"]
+    _put_many(s3_env, bucket, keys)
+    source = _source(s3_env, f"s3://{bucket}/p/")
+
+    entries = _entries(source)
+    hashed = [source.digest(e, "sha256") for e in entries]
+
+    assert sorted(e.path for e in entries) == sorted(k[2:].encode() for k in keys)
+    assert all(h.status == "ok" for h in hashed)
+    assert {e.fields["key"] for e in entries} == set(keys)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import itertools
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from notary import schedule
 from notary.config import Settings, StreamConfig
 from notary.errors import ConfigError, NoItemsError, RunConflictError
 from notary.store import Store
-from notary.store.models import AWAITING_TIMESTAMP, COMPLETE, HASHING
+from notary.store.models import AWAITING_TIMESTAMP, COMPLETE, HASHING, Anchor
 
 CHICAGO = ZoneInfo("America/Chicago")
 LOS_ANGELES = ZoneInfo("America/Los_Angeles")
@@ -432,3 +434,74 @@ def test_run_due_webhook_posts_late_event(
     schedule.run_due(settings, fake.store, datetime(2026, 12, 2, tzinfo=UTC))
 
     assert [(d["event"], d["period"]) for d in posted] == [("run.late", "2026-10")]
+
+
+# anchors ------------------------------------------------------------------------------
+
+
+def _pending_anchor(store: Store) -> None:
+    run = store.create_run(
+        stream="x", period="2026-01", algorithm="sha256", source="[]"
+    )
+    with store.session() as session:
+        session.add(
+            Anchor(
+                run_id=run.id or 0,
+                chain_id=1,
+                contract="0x0",
+                root=b"\0" * 32,
+                sender="0x0",
+                state="pending",
+            )
+        )
+
+
+def test_run_due_upgrades_pending_anchors_and_survives_failure(
+    fake: _FakePipeline,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import notary.anchor
+
+    calls: list[Store] = []
+
+    def upgrade(settings: Settings, store: Store) -> list[Any]:
+        calls.append(store)
+        raise RuntimeError("rpc down")
+
+    monkeypatch.setattr(notary.anchor, "upgrade_pending", upgrade, raising=False)
+    _pending_anchor(fake.store)
+
+    schedule.run_due(
+        _settings(tmp_path, []), fake.store, datetime(2026, 12, 2, tzinfo=UTC)
+    )
+
+    assert calls == [fake.store]
+    assert "pending anchors: upgrade failed: rpc down" in caplog.text
+
+
+def test_post_webhook_delivers_json_to_local_receiver() -> None:
+    received: list[dict[str, Any]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args: Any) -> None:
+            return
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+
+    delivered = schedule.post_webhook(url, {"event": "run.failed", "run": 3})
+
+    thread.join(10)
+    server.server_close()
+    assert delivered
+    assert received == [{"event": "run.failed", "run": 3}]

@@ -3,6 +3,7 @@ process). The real behaviour is covered by tests/integration/test_s3_source.py."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 from collections.abc import Iterator
@@ -11,13 +12,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from notary.errors import ConfigError, SourceError, SourcePathError
 from notary.sources import Entry
 from notary.sources import s3 as s3_module
-from notary.sources.s3 import S3Source, iso_utc, parse_spec
+from notary.sources.s3 import S3Source, iso_utc, make_client, parse_spec
 
 BUCKET = "evidence"
 
@@ -175,3 +177,36 @@ def test_digest_unversioned_get_carries_if_match(client: Any) -> None:
 
     assert hashed.status == "ok"
     assert hashed.fields["retention_mode"] is None
+
+
+def _first_url(client: Any) -> str:
+    """Return the URL of the client's first request, answered locally (never sent)."""
+    urls: list[str] = []
+
+    def answer(request: Any, **_kwargs: Any) -> AWSResponse:
+        urls.append(request.url)
+        return AWSResponse(request.url, 200, {}, None)
+
+    client.meta.events.register("before-send", answer)
+    with contextlib.suppress(AttributeError):  # the empty local answer does not parse
+        client.get_bucket_versioning(Bucket="audit-logs")
+    return urls[0]
+
+
+def test_make_client_virtual_addressing_puts_bucket_in_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    endpoint = "https://oss-cn-hangzhou.aliyuncs.com"
+
+    virtual = make_client(endpoint, "cn-hangzhou", "virtual")
+    default = make_client(endpoint, "cn-hangzhou")
+
+    assert _first_url(virtual).startswith("https://audit-logs.oss-cn-hangzhou")
+    assert _first_url(default).startswith(f"{endpoint}/audit-logs")
+
+
+def test_make_client_unknown_addressing_style_raises() -> None:
+    with pytest.raises(ConfigError, match="addressing_style must be virtual"):
+        make_client(None, None, "sideways")

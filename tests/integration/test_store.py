@@ -1,16 +1,12 @@
+"""The store on SQLite and PostgreSQL (the `store` fixture runs each test on both)."""
+
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from notary.errors import NotFoundError, RunConflictError
 from notary.store import Store
 from notary.store.models import COMPLETE
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'notary.db'}")
 
 
 def _run(store: Store, period: str = "2026-11", owner: str | None = None) -> int:
