@@ -35,7 +35,7 @@ status=$?
 [ "$status" -eq 0 ] || fail "verify exited with $status"
 
 ROOT="$("$NOTARY" runs --json | "$PWD/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)[0]["root"])')"
-mkdir -p "$DEMO/unpacked" && (cd "$DEMO/unpacked" && "$PWD/../../.venv/bin/python" -m zipfile -e "$DEMO/bundle.zip" .)
+"$PWD/.venv/bin/python" -m zipfile -e "$DEMO/bundle.zip" "$DEMO/unpacked"
 TSR="$(ls "$DEMO"/unpacked/timestamps/*.tsr | head -n 1)"
 step openssl ts -verify -digest "$ROOT" -in "$TSR" -CAfile "$NOTARY_HOME/tsa/ca.pem"
 openssl ts -verify -digest "$ROOT" -in "$TSR" -CAfile "$NOTARY_HOME/tsa/ca.pem" \
