@@ -260,10 +260,7 @@ def entry_size(entry: Entry) -> int:
 
 def build_tree(store: Store, run: Run) -> merkle.HashTree:
     """Return the run's tree: a leaf per hashed item, and the previous root if any."""
-    leaves = [
-        merkle.leaf_hash(run.algorithm, content, meta)
-        for content, meta in store.item_digests(run.id or 0)
-    ]
+    leaves = merkle.leaf_hashes(run.algorithm, store.item_digests(run.id or 0))
     if run.previous_root is not None:
         leaves.append(merkle.chain_leaf(run.algorithm, run.previous_root))
     return merkle.HashTree(run.algorithm, leaves)

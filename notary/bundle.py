@@ -450,10 +450,17 @@ def render_guide(
             "```",
             "",
         ]
+        attime = _epoch(ts.gen_time)
+        if attime is not None:
+            lines += [
+                "If the TSA's certificate has expired since, judge it at the moment of "
+                f"the timestamp by adding `-attime {attime}`.",
+                "",
+            ]
     lines += [
-        "OpenSSL prints `Verification: OK` when the TSA signed exactly this root. If "
-        "the TSA's certificate has expired since, add `-attime <seconds since 1970>` "
-        "with the moment of the timestamp.",
+        "OpenSSL prints `Verification: OK` when the TSA signed exactly this root. A "
+        "token stays valid after its TSA certificate expires; `-attime` checks the "
+        "certificates at the token's time instead of now.",
         "",
         "## 2. Check the files themselves (notary)",
         "",
@@ -1051,3 +1058,14 @@ def _pem_certificates(path: Path, name: str, data: bytes) -> list[x509.Certifica
             f"bundle {path}: {name} holds no readable PEM certificate ({exc})",
             member=name,
         ) from exc
+
+
+def _epoch(iso: str) -> int | None:
+    """Return whole seconds since 1970 of an ISO 8601 time, or None if unparseable."""
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return int(moment.timestamp())

@@ -4,7 +4,7 @@
     ├── UsageError                   exit 2: the caller asked for something impossible
     │   ├── ConfigError              bad or unknown configuration keys
     │   ├── DigestLengthError        a digest whose length does not fit its algorithm
-    │   ├── UnsupportedAlgorithmError a hash refused for new timestamp requests
+    │   ├── UnsupportedAlgorithmError a hash algorithm notary does not use
     │   ├── SourcePathError          an evidence path that does not exist
     │   ├── NoItemsError             a source with nothing to attest
     │   ├── RunConflictError         a run already exists for this stream and period

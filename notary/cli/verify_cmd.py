@@ -217,7 +217,10 @@ def _line(check: Check) -> str:
     mark = MARKS[check.ok]
     if check.ok is True and check.warning:
         mark = "ok!"
-    name = check.name + (" (advisory)" if is_advisory(check) else "")
+    # An advisory check that passed needs no label; one that did not says that it
+    # does not decide the verdict.
+    shown_advisory = is_advisory(check) and check.ok is not True
+    name = check.name + (" (advisory, does not decide)" if shown_advisory else "")
     text = f"  {mark:<5} {name}: {check.detail}"
     return text + (f"  [{check.item}]" if check.item else "")
 
