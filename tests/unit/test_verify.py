@@ -727,4 +727,7 @@ def test_verify_bundle_one_bad_token_of_two_still_valid_and_said(
     out = capsys.readouterr().out.splitlines()
     assert code == 0
     assert "verdict: VALID (advisory checks failed: timestamp)" in out
-    assert any(line.startswith("  FAIL  timestamp (advisory, does not decide): second") for line in out)
+    assert any(
+        line.startswith("  FAIL  timestamp (advisory, does not decide): second")
+        for line in out
+    )
