@@ -200,7 +200,11 @@ def _item_row(hashed: Hashed, seq: int, algorithm: str) -> dict[str, Any]:
     }
     if hashed.status == "error" or hashed.content_digest is None:
         return row | {"status": "error", "record": None}
-    encoded = record.encode(make_record(hashed, record.new_salt()))
+    fields = make_record(hashed, record.new_salt())
+    if hashed.status == "unstable":
+        # In the record, so that the status is covered by the proof.
+        fields["unstable"] = True
+    encoded = record.encode(fields)
     return row | {
         "record": encoded.decode("ascii"),
         "content_digest": hashed.content_digest,
@@ -230,22 +234,30 @@ def _hash_missing(
     pending: list[dict[str, Any]] = []
     last_flush = time.monotonic()
     count = 0
-    for hashed in hash_entries(
-        lambda entry: source_of[entry.path],
-        todo,
-        run.algorithm,
-        settings.workers,
-        progress,
-    ):
-        pending.append(_item_row(hashed, seq_of[hashed.entry.path], run.algorithm))
-        count += 1
-        if len(pending) >= FLUSH_ITEMS or time.monotonic() - last_flush > FLUSH_SECONDS:
-            lease.check()
+    try:
+        for hashed in hash_entries(
+            lambda entry: source_of[entry.path],
+            todo,
+            run.algorithm,
+            settings.workers,
+            progress,
+        ):
+            pending.append(_item_row(hashed, seq_of[hashed.entry.path], run.algorithm))
+            count += 1
+            if (
+                len(pending) >= FLUSH_ITEMS
+                or time.monotonic() - last_flush > FLUSH_SECONDS
+            ):
+                lease.check()
+                store.add_items(run.id or 0, pending)
+                pending.clear()
+                last_flush = time.monotonic()
+    finally:
+        # Also when interrupted: what was hashed is kept, so a resume skips it.
+        if pending and not lease.lost:
             store.add_items(run.id or 0, pending)
-            pending.clear()
-            last_flush = time.monotonic()
+            logger.info("run %s: %d hashed items saved", run.id, len(pending))
     lease.check()
-    store.add_items(run.id or 0, pending)
     progress.finish()
     return count
 
@@ -259,28 +271,67 @@ def entry_size(entry: Entry) -> int:
 
 
 def build_tree(store: Store, run: Run) -> merkle.HashTree:
-    """Return the run's tree: a leaf per hashed item, and the previous root if any."""
+    """Return the run's tree: a leaf per hashed item, the previous root if any, and the
+    run record (see `run_record`) once the run has one."""
     leaves = merkle.leaf_hashes(run.algorithm, store.item_digests(run.id or 0))
     if run.previous_root is not None:
         leaves.append(merkle.chain_leaf(run.algorithm, run.previous_root))
+    if run.run_record is not None:
+        leaves.append(run_leaf(run.algorithm, run.run_record.encode("ascii")))
     return merkle.HashTree(run.algorithm, leaves)
 
 
-def _seal_tree(store: Store, run: Run) -> Run:
-    """Fix the run's previous link, build its tree and store the root."""
+def run_leaf(algorithm: str, run_record: bytes) -> bytes:
+    """Return the leaf of a run record: ``H(run_record)`` (a data group of one)."""
+    return merkle.digest(algorithm, run_record)
+
+
+def run_record(
+    run: Run, items: int, previous_period: str | None, min_tokens: int
+) -> bytes:
+    """Return the canonical run record, which binds the run's identity to its root.
+
+    FROZEN FORMAT (with the bundle format): stream, period, algorithm, the number of
+    item leaves, the previous run's period and root (hex) and the tokens needed to seal.
+    """
+    return record.encode(
+        {
+            "v": record.RECORD_VERSION,
+            "kind": "run",
+            "stream": run.stream,
+            "period": run.period,
+            "algorithm": run.algorithm,
+            "items": items,
+            "previous_period": previous_period,
+            "previous_root": run.previous_root.hex() if run.previous_root else None,
+            "min_tokens": min_tokens,
+        }
+    )
+
+
+def _seal_tree(settings: Settings, store: Store, run: Run) -> Run:
+    """Fix the run's previous link and run record, build its tree, store the root."""
     run_id = run.id or 0
     previous = store.previous_completed(run.stream, run.period)
     if previous is not None and previous.root is not None:
         run = store.update_run(
             run_id, previous_run_id=previous.id, previous_root=previous.root
         )
-    tree = build_tree(store, run)
     errors = store.item_count(run_id, status="error")
+    item_count = store.item_count(run_id)
+    described = run_record(
+        run,
+        item_count - errors,
+        previous.period if previous is not None else None,
+        settings.min_tokens,
+    )
+    run = store.update_run(run_id, run_record=described.decode("ascii"))
+    tree = build_tree(store, run)
     run = store.update_run(
         run_id,
         root=tree.root,
         leaves=tree.size,
-        item_count=store.item_count(run_id),
+        item_count=item_count,
         error_count=errors,
         partial=errors > 0,
         state=AWAITING_TIMESTAMP,
@@ -412,9 +463,11 @@ def attest(
     algorithm = algorithm or (stream_config.hash_algorithm if stream_config else None)
     algorithm = algorithm or settings.hash_algorithm
     merkle.digest(algorithm, b"")
+    _check_tsas(settings, settings.tsas_for(stream_config))
     existing = store.find_run(stream, period)
     if existing is not None:
         raise _conflict(existing)
+    _check_order(store, stream, period)
 
     paths = [path if "://" in path else os.path.abspath(path) for path in paths]
     sources = open_sources(paths, **(source_options or {}))
@@ -437,6 +490,41 @@ def attest(
     )
     run = store.update_run(run.id or 0, skipped=_skipped_json(skipped))
     return _finish(settings, store, run, entries, progress, owner, anchor)
+
+
+def _check_tsas(settings: Settings, tsas: Sequence[TSAConfig]) -> None:
+    """Refuse, before any work, a TSA setup that could never seal a run."""
+    from notary.tsa.client import check_config
+
+    check_config(tsas, settings.home)
+    if settings.min_tokens > len(tsas):
+        raise ConfigError(
+            f"config: min_tokens is {settings.min_tokens} but only {len(tsas)} TSA(s) "
+            "are configured",
+            hint="lower min_tokens or add [[tsa]] entries",
+        )
+
+
+def _check_order(store: Store, stream: str, period: str) -> None:
+    """Refuse a run that could not join its stream's chain of months.
+
+    Each run's tree holds the root of the latest complete earlier run, so periods must
+    be sealed oldest first: not after a later complete period, and not while an
+    earlier one is unfinished.
+    """
+    for other in store.list_runs(stream):
+        if other.period > period and other.state == COMPLETE:
+            raise UsageError(
+                f"stream {stream}: period {other.period} is already attested (run "
+                f"{other.id}); a run for the earlier {period} could not join the chain",
+                hint="attest periods oldest first (a late backfill: another stream)",
+            )
+        if other.period < period and other.state != COMPLETE:
+            raise UsageError(
+                f"stream {stream}: earlier period {other.period} is unfinished (run "
+                f"{other.id}, {other.state})",
+                hint=f"finish it first with `notary attest --resume {other.id}`",
+            )
 
 
 def _conflict(run: Run) -> RunConflictError:
@@ -505,7 +593,7 @@ def _finish(
             run = store.update_run(run_id, state=HASHING)
             hashed = _hash_missing(store, run, entries, settings, progress, lease)
             lease.check()
-            run = _seal_tree(store, run)
+            run = _seal_tree(settings, store, run)
         failures: list[dict[str, str]] = []
         if run.state == AWAITING_TIMESTAMP:
             run, _, failures = timestamp_run(settings, store, run)

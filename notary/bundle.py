@@ -9,8 +9,14 @@ bundle is a zip (deflate) or an unpacked directory holding::
     certs/<tsa>.pem             that TSA's certificates (from its tokens + configured)
     items/NNNNNN.json           per-item proof ("notary-proof" version 1)
     items/NNNNNN.ers            per-item RFC 4998 EvidenceRecord (see notary.ers)
+    run.json                    proof that the run record is a leaf here
     chain.json                  proof that the previous run's root is a leaf here
     anchors/<k>.json            anchor receipts
+
+The run record (manifest ``run_record``, a canonical record of kind ``run``) is a leaf
+of every run's tree: it binds the stream, period, algorithm, item count and previous
+root to the timestamped root. The rest of the manifest is a description that the
+verifier checks against authenticated data, never trusts on its own.
 
 Versioning: ``version`` is ``MAJOR.MINOR``. A reader accepts every minor version of the
 majors it knows and ignores keys it does not know; anything a reader of an older minor
@@ -44,7 +50,7 @@ from typing import IO, Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from notary import __version__
+from notary import __version__, record
 from notary.errors import BundleFormatError, NotaryError, NotFoundError
 from notary.ers import evidence_record
 from notary.tsa.token import embedded_certificates, load_token, parse_signed_data
@@ -58,6 +64,9 @@ PROOF_FORMAT = "notary-proof"
 PROOF_VERSION = 1
 CHAIN_FORMAT = "notary-chain"
 CHAIN_VERSION = 1
+RUN_FORMAT = "notary-run"
+RUN_VERSION = 1
+RUN_PROOF = "run.json"
 CONSTRUCTION = "rfc4998-sorted"
 MANIFEST = "manifest.json"
 GUIDE = "VERIFY.md"
@@ -108,8 +117,10 @@ class BundleContent:
     """Everything a bundle holds, as plain data (filled from the store by the exporter).
 
     ``previous`` has keys ``run``, ``period``, ``root`` (bytes) and ``siblings`` (the
-    chain leaf's proof, list of bytes). ``leaves`` counts the whole tree, chain leaf
-    included, even when ``items`` is a subset.
+    chain leaf's proof, list of bytes). ``leaves`` counts the whole tree, chain and
+    run leaves included, even when ``items`` is a subset. ``run_record`` is the
+    canonical run record (ASCII bytes, kind ``run``) and ``run_siblings`` the proof of
+    its leaf ``H(run_record)``; both are required.
     """
 
     run: dict[str, Any]
@@ -118,6 +129,8 @@ class BundleContent:
     leaves: int
     items: list[BundleItem]
     timestamps: list[BundleTimestamp]
+    run_record: bytes
+    run_siblings: list[bytes]
     previous: dict[str, Any] | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
@@ -178,7 +191,8 @@ def _check_content(content: BundleContent) -> None:
             f"{', '.join(DIGEST_SIZES)}, got {content.algorithm})",
             algorithm=content.algorithm,
         )
-    digests = [content.root]
+    _check_run_record(content.run_record)
+    digests = [content.root, *content.run_siblings]
     for item in content.items:
         digests += [item.content_digest, item.record_digest, *item.siblings]
     if content.previous is not None:
@@ -190,6 +204,19 @@ def _check_content(content: BundleContent) -> None:
             f"(expected {size} bytes, got {wrong[0]})",
             expected=size,
             actual=wrong[0],
+        )
+
+
+def _check_run_record(data: bytes) -> None:
+    try:
+        fields = record.decode(data)
+    except ValueError as exc:
+        raise BundleFormatError(
+            f"bundle: run record is not a canonical record ({exc})"
+        ) from exc
+    if fields.get("kind") != "run":
+        raise BundleFormatError(
+            f"bundle: run record has kind {fields.get('kind')!r} (expected 'run')"
         )
 
 
@@ -261,6 +288,7 @@ def _members(content: BundleContent, layout: _Layout) -> Iterator[tuple[str, byt
             group = [item.content_digest, item.record_digest]
             der = evidence_record(content.algorithm, group, item.siblings, layout.token)
             yield evidence_record_name(item.n), der
+    yield RUN_PROOF, _dump_json(_run_proof_json(content))
     if content.previous is not None:
         yield CHAIN, _dump_json(_chain_json(content, content.previous))
     for k, anchor in enumerate(content.anchors, start=1):
@@ -297,6 +325,8 @@ def _manifest(content: BundleContent, layout: _Layout) -> dict[str, Any]:
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "generator": f"notary {__version__}",
         "run": _jsonable(content.run),
+        "run_record": content.run_record.decode("ascii"),
+        "run_proof": RUN_PROOF,
         "tree": {
             "algorithm": content.algorithm,
             "construction": CONSTRUCTION,
@@ -368,6 +398,17 @@ def _proof_json(content: BundleContent, item: BundleItem) -> dict[str, Any]:
         "content_digest": item.content_digest.hex(),
         "record_digest": item.record_digest.hex(),
         "siblings": [s.hex() for s in item.siblings],
+    }
+
+
+def _run_proof_json(content: BundleContent) -> dict[str, Any]:
+    return {
+        "format": RUN_FORMAT,
+        "version": RUN_VERSION,
+        "algorithm": content.algorithm,
+        "root": content.root.hex(),
+        "run_record": content.run_record.decode("ascii"),
+        "siblings": [s.hex() for s in content.run_siblings],
     }
 
 
@@ -533,6 +574,16 @@ class ItemProof:
     record: bytes
     content_digest: bytes
     record_digest: bytes
+    siblings: list[bytes]
+
+
+@dataclass(frozen=True)
+class RunProof:
+    """A parsed ``run.json``: the run record's leaf proof in this tree."""
+
+    algorithm: str
+    root: bytes
+    run_record: bytes
     siblings: list[bytes]
 
 
@@ -733,6 +784,8 @@ class Bundle:
         self.created: str | None = _optional_str(manifest, "created", "manifest")
         self.generator: str | None = _optional_str(manifest, "generator", "manifest")
         self.run: dict[str, Any] = _typed(manifest, "run", dict, "manifest")
+        self.run_record: bytes = _record_text(manifest, "run_record", "manifest")
+        self.run_proof: str = _member_ref(manifest, "run_proof", "manifest")
         tree = _typed(manifest, "tree", dict, "manifest")
         self.algorithm: str = _algorithm(tree)
         self.root: bytes = _hex_digest(tree, "root", self.algorithm, "manifest.tree")
@@ -758,9 +811,16 @@ class Bundle:
 
     @property
     def is_whole_run(self) -> bool:
-        """Tell whether the bundle holds every item of its tree (not a subset)."""
-        chain_leaves = 1 if self.previous is not None else 0
-        return len(self.items) + chain_leaves == self.leaves
+        """Tell whether the bundle holds as many items as its run record counts.
+
+        Parsing only: `notary.verify` authenticates the run record before it relies
+        on this (and on the items being distinct).
+        """
+        try:
+            counted = record.decode(self.run_record).get("items")
+        except ValueError:
+            return False
+        return isinstance(counted, int) and counted == len(self.items)
 
     def read(self, name: str) -> bytes:
         """Return a member's bytes ; NotFoundError if absent."""
@@ -779,6 +839,19 @@ class Bundle:
             record=_typed(doc, "record", str, where).encode("utf-8"),
             content_digest=_hex_digest(doc, "content_digest", algorithm, where),
             record_digest=_hex_digest(doc, "record_digest", algorithm, where),
+            siblings=_hex_list(doc, "siblings", algorithm, where),
+        )
+
+    def read_run_proof(self) -> RunProof:
+        """Parse ``run.json`` (the run record's proof); BundleFormatError if bad."""
+        where = self.run_proof
+        doc = _load_json(self.path, where, self.read(where))
+        _expect_format(doc, RUN_FORMAT, RUN_VERSION, where)
+        algorithm = _algorithm(doc, where)
+        return RunProof(
+            algorithm=algorithm,
+            root=_hex_digest(doc, "root", algorithm, where),
+            run_record=_record_text(doc, "run_record", where),
             siblings=_hex_list(doc, "siblings", algorithm, where),
         )
 
@@ -929,6 +1002,16 @@ def _typed(
             field=f"{where}.{key}",
         )
     return value
+
+
+def _record_text(doc: dict[str, Any], key: str, where: str) -> bytes:
+    """Return a record's exact bytes; records are ASCII (notary.record)."""
+    text: str = _typed(doc, key, str, where)
+    if not text.isascii():
+        raise BundleFormatError(
+            f"{where}: {key} is not ASCII (records are)", field=f"{where}.{key}"
+        )
+    return text.encode("ascii")
 
 
 def _optional_str(doc: dict[str, Any], key: str, where: str) -> str | None:

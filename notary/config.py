@@ -207,6 +207,13 @@ def load(home: Path | None = None) -> Settings:
     algorithm = os.environ.get("NOTARY_HASH_ALGORITHM") or core.get(
         "hash_algorithm", DEFAULT_ALGORITHM
     )
+    for key in ("workers", "min_tokens"):
+        if key in core and (
+            not isinstance(core[key], int) or isinstance(core[key], bool)
+        ):
+            raise ConfigError(
+                f"config: [notary] {key} must be an integer, got {core[key]!r}", key=key
+            )
     settings = Settings(
         home=home,
         database_url=database_url,

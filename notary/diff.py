@@ -90,7 +90,8 @@ def item_facts(item: Item) -> dict[str, Any]:
     }
     if item.record:
         fields = json.loads(item.record)
-        facts.update({f"record.{k}": v for k, v in fields.items()})
+        # Facts already compared above are not listed twice.
+        facts.update({f"record.{k}": v for k, v in fields.items() if k not in facts})
     for name in IGNORED_FIELDS:
         facts.pop(f"record.{name}", None)
     return facts

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from notary import __version__, merkle, record
-from notary.attest import build_tree
+from notary.attest import build_tree, run_leaf
 from notary.bundle import BundleContent, BundleItem, BundleTimestamp, write_bundle
 from notary.errors import NotFoundError, ProofError, UsageError
 from notary.store import Store
@@ -48,6 +49,8 @@ def _select(items: list[Item], wanted: Sequence[str]) -> list[Item]:
     if not wanted:
         return items
     by_name = {record.display_name(bytes(item.path)): item for item in items}
+    # A name given with raw bytes (not valid UTF-8) arrives surrogate-escaped.
+    by_name |= {os.fsdecode(bytes(item.path)): item for item in items}
     missing = [name for name in wanted if name not in by_name]
     if missing:
         raise NotFoundError(
@@ -147,7 +150,12 @@ def bundle_content(
             "root": run.previous_root,
             "siblings": tree.proof(chain),
         }
+    if run.run_record is None:
+        raise ProofError(f"run {run_id}: has no run record", run=run_id)
+    described = run.run_record.encode("ascii")
     return BundleContent(
+        run_record=described,
+        run_siblings=tree.proof(run_leaf(run.algorithm, described)),
         run=_run_json(run),
         algorithm=run.algorithm,
         root=run.root,

@@ -18,7 +18,7 @@ PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 def parse(period: str) -> date:
     """Return the first day of a ``YYYY-MM`` period; raises UsageError otherwise."""
     match = PERIOD_RE.match(period)
-    if not match:
+    if not match or int(match.group(1)) < 1:
         raise UsageError(
             f"period: expected YYYY-MM, got {period!r}",
             period=period,

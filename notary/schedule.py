@@ -664,14 +664,22 @@ def run_daemon(settings: Settings, store: Store | None = None) -> None:
     SIGTERM or SIGINT."""
     store = store or Store(settings.database_url)
     scheduler = build_scheduler(settings, store)
-    _guarded_pass(settings, store, None, True)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         logger.info("scheduler: signal %d, stopping", signum)
+        if not scheduler.running:
+            # Still in the first pass: unwind it; its run resumes on the next start.
+            raise KeyboardInterrupt
         with contextlib.suppress(Exception):
             scheduler.shutdown(wait=False)
 
+    # NOTE: installed before the first pass, so a SIGTERM at any moment stops cleanly.
     signal.signal(signal.SIGTERM, stop)
+    try:
+        _guarded_pass(settings, store, None, True)
+    except KeyboardInterrupt:
+        logger.info("scheduler: stopped during the first pass")
+        return
     for job in scheduler.get_jobs():
         logger.info("scheduler: job %s (%s)", job.id, job.trigger)
     try:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from notary import __version__
+from notary.cli._common import print_json, printable
 from notary.errors import EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, NotaryError
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ exit codes:
   2  usage error (bad arguments, bad input file, bad configuration)
   3  operational error (TSA, RPC, database, I/O)
   4  verification: indeterminate (cannot decide, e.g. no trust root)
+130 interrupted (Ctrl-C); work done so far is kept
 """
 
 # Each module defines register(commands, groups); groups maps a group name ("tsa",
@@ -109,21 +111,52 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     root.setLevel(level)
 
 
+GLOBAL_FLAGS = frozenset({"-v", "-vv", "-vvv", "--verbose", "-q", "--quiet"})
+
+
+def _global_flags_first(argv: Sequence[str]) -> list[str]:
+    """Move -v/-q given after the command to the front, where argparse expects them."""
+    words = list(argv)
+    end = words.index("--") if "--" in words else len(words)
+    flags = [word for word in words[:end] if word in GLOBAL_FLAGS]
+    rest = [word for word in words[:end] if word not in GLOBAL_FLAGS]
+    return flags + rest + words[end:]
+
+
+def _report(args: argparse.Namespace, exc: NotaryError) -> None:
+    """Print a NotaryError as one line (and a hint); as JSON too when --json."""
+    if args.verbose:
+        logger.exception("failed")
+    sys.stderr.write(f"notary: {printable(exc.message)}\n")
+    if exc.hint:
+        sys.stderr.write(f"hint: {printable(exc.hint)}\n")
+    if getattr(args, "json", False):
+        print_json(
+            {
+                "error": exc.message,
+                "type": type(exc).__name__,
+                "exit_code": exc.exit_code,
+                "hint": exc.hint,
+            }
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code (also used as the process status)."""
+    """Run the command line; return the exit code (also used as the process status).
+
+    Exit 130 after Ctrl-C (work done so far is kept; `attest --resume` goes on).
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(
+        _global_flags_first(sys.argv[1:] if argv is None else argv)
+    )
     configure_logging(args.verbose, args.quiet)
     if args.home:
         os.environ["NOTARY_HOME"] = args.home
     try:
         code = args.handler(args)
     except NotaryError as exc:
-        if args.verbose:
-            logger.exception("failed")
-        sys.stderr.write(f"notary: {exc.message}\n")
-        if exc.hint:
-            sys.stderr.write(f"hint: {exc.hint}\n")
+        _report(args, exc)
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("notary: interrupted\n")
@@ -136,11 +169,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.verbose:
             raise
-        sys.stderr.write(f"notary: internal error: {type(exc).__name__}: {exc}\n")
+        message = printable(f"{type(exc).__name__}: {exc}")
+        sys.stderr.write(f"notary: internal error: {message}\n")
         sys.stderr.write("hint: rerun with -v for the traceback\n")
         return EXIT_OPERATIONAL
     return int(code or 0)
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away after our last write; nothing is lost.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(code)

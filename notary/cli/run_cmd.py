@@ -58,7 +58,14 @@ def register(commands: Any, groups: dict[str, Any]) -> None:
     export.add_argument("run", type=int, metavar="RUN")
     export.add_argument("-o", "--output", required=True, metavar="FILE.zip")
     export.add_argument(
-        "--item", action="append", default=[], metavar="PATH", help="only this item"
+        "--item",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="only this item (repeatable; default: every item)",
+    )
+    export.add_argument(
+        "--force", action="store_true", help="replace an existing bundle file"
     )
     export.add_argument("--json", action="store_true", help="print one JSON document")
     export.set_defaults(handler=cmd_export)
@@ -137,7 +144,7 @@ def _attest_new(
             "attest: --stream NAME is required", hint="e.g. --stream erp-logs"
         )
     period = args.period or periods.last_finished(_today())
-    periods.parse(period)
+    _check_period(period)
     paths = list(args.paths)
     stream = settings.stream(args.stream)
     if not paths and stream is not None:
@@ -156,6 +163,22 @@ def _attest_new(
         anchor=args.anchor or bool(stream and stream.anchor),
         source_options=options,
     )
+
+
+def _check_period(period: str) -> None:
+    """Refuse a period that has not begun; warn about one that has not ended."""
+    periods.parse(period)
+    current = periods.of(_today())
+    if period > current:
+        raise UsageError(
+            f"period {period}: has not begun (this is {current})",
+            hint="a run attests a month that has begun; usually the previous one",
+        )
+    if period == current:
+        sys.stderr.write(
+            f"notary: warning: period {period} is the current month; files added "
+            "later this month are not in this run\n"
+        )
 
 
 def _today() -> Any:
@@ -227,7 +250,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print_json([_run_json(run) for run in runs])
         return EXIT_OK
     if not runs:
-        print("no runs yet")
+        print(f"no runs of stream {args.stream}" if args.stream else "no runs yet")
         return EXIT_OK
     print(f"{'RUN':>5}  {'STREAM':<20} {'PERIOD':<8} {'STATE':<19} {'ITEMS':>8}  ROOT")
     for run in runs:
@@ -266,15 +289,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_output(output: Path, force: bool) -> None:
+    """Refuse to write a bundle anywhere but a new (or, with force, a regular) file."""
+    if output.is_symlink() or (output.exists() and not output.is_file()):
+        raise UsageError(f"export: {output} exists and is not a regular file")
+    if output.exists() and not force:
+        raise UsageError(
+            f"export: {output} already exists", hint="choose another name or --force"
+        )
+    if not output.parent.is_dir():
+        raise UsageError(f"export: folder {output.parent} does not exist")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from notary.export import export
 
-    store = open_store(load_settings())
     output = Path(args.output)
-    if output.is_dir():
-        raise UsageError(
-            f"export: {output} is a directory; name the .zip file to write"
-        )
+    _check_output(output, args.force)
+    store = open_store(load_settings())
     export(store, args.run, output, args.item)
     if args.json:
         print_json({"run": args.run, "bundle": str(output)})

@@ -77,6 +77,11 @@ def check(args: argparse.Namespace) -> int:
     data = _read(args.data) if args.data else None
     digest = _parse_digest(args.digest) if args.digest else None
     roots, untrusted = _certificates(args.trust_root), _certificates(args.untrusted)
+    if digest is not None and len(digest) not in DIGEST_SIZES:
+        raise UsageError(
+            f"--digest: {len(digest)} bytes is no digest length notary knows "
+            f"(expected one of {sorted(DIGEST_SIZES)})",
+        )
     try:
         report = verify_token(
             token,
@@ -87,7 +92,11 @@ def check(args: argparse.Namespace) -> int:
             untrusted=untrusted,
         )
     except TokenFormatError as exc:
-        raise UsageError(f"{args.token}: {exc.message}") from exc
+        first_line = exc.message.splitlines()[0] if exc.message else "unreadable"
+        raise UsageError(
+            f"{args.token}: not an RFC 3161 response or token ({first_line})",
+            hint="a .tsq file is a request; check the .tsr the TSA answered",
+        ) from exc
     if args.json:
         print_json(report.to_json())
     else:
@@ -106,6 +115,10 @@ def _print_human(report: TokenReport) -> None:
         mark = "warn" if item.warning else _MARKS[item.ok]
         print(f"{mark} {item.name}: {item.detail}")
     print(f"verdict: {report.verdict}")
+
+
+# MD5, SHA-1, SHA-224, SHA-256, SHA-384, SHA-512 (old tokens may use the weak ones).
+DIGEST_SIZES = frozenset({16, 20, 28, 32, 48, 64})
 
 
 def _read(path: str) -> bytes:

@@ -61,6 +61,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
         ) from exc
+    if args.host not in ("127.0.0.1", "::1", "localhost"):
+        sys.stderr.write(
+            f"notary: warning: the built-in TSA signs any request and has no "
+            f"authentication; it is now reachable on {args.host}\n"
+        )
     host, port = httpd.server_address[:2]
     print(f"CA certificate  {tsa.ca_path.absolute()}")
     print(f"listening on    http://{_url_host(str(host))}:{port}/")

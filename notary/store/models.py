@@ -89,6 +89,7 @@ class Run(SQLModel, table=True):
     skipped: str = Field(default="[]")
     previous_run_id: int | None = None
     previous_root: bytes | None = Field(default=None, sa_column=_blob())
+    run_record: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=_time(False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_time(False))
     sealed_at: datetime | None = Field(default=None, sa_column=_time())

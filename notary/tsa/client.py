@@ -217,6 +217,15 @@ def make_request(digest: bytes, algorithm: str, nonce: int) -> bytes:
 # --- configuration --------------------------------------------------------------------
 
 
+def check_config(tsas: Sequence[TSAConfig], home: Path) -> None:
+    """Raise ConfigError when a TSA's trust roots, credentials or URL are unusable.
+
+    Reads the certificate files and credential variables; sends nothing.
+    """
+    for tsa in tsas:
+        _prepare(tsa, home)
+
+
 def _prepare_or_error(tsa: TSAConfig, home: Path) -> _Target | TimestampError:
     """Prepare one TSA; a TimestampError (a broken built-in TSA) is its result."""
     try:

@@ -304,3 +304,120 @@ def test_verify_unreadable_bundle_is_usage_error(
 
     assert code == 2
     assert message in err and "Traceback" not in err
+
+
+def test_attest_interrupted_keeps_hashed_items_for_resume(
+    initialised: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from notary.sources.filesystem import FileSource
+
+    evidence = tmp_path / "many"
+    evidence.mkdir()
+    for n in range(120):
+        (evidence / f"f{n:03d}.log").write_bytes(b"line %d\n" % n)
+    original = FileSource.digest
+    calls = {"n": 0}
+
+    def interrupted(self: FileSource, entry: Any, algorithm: str) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 101:
+            raise KeyboardInterrupt
+        return original(self, entry, algorithm)
+
+    monkeypatch.setenv("NOTARY_WORKERS", "1")
+    monkeypatch.setattr(FileSource, "digest", interrupted)
+    code, _, err = _run(
+        capsys, "attest", str(evidence), "--stream", "s", "--period", "2026-11"
+    )
+    monkeypatch.setattr(FileSource, "digest", original)
+
+    resumed_code, resumed = _json(capsys, "attest", "--resume", "1")
+
+    assert code == 130 and "interrupted" in err
+    assert (resumed_code, resumed["state"]) == (0, "complete")
+    assert resumed["hashed_now"] == 20
+    assert resumed["items"] == 120
+
+
+def test_attest_earlier_period_after_later_one_refused(
+    initialised: Path, logs_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evidence = str(logs_copy / "cloudtrail")
+    _run(capsys, "attest", evidence, "--stream", "c", "--period", "2026-11")
+
+    code, _, err = _run(
+        capsys, "attest", evidence, "--stream", "c", "--period", "2026-10"
+    )
+
+    assert code == 2
+    assert "2026-11 is already attested" in err
+
+
+@pytest.mark.parametrize(
+    ("period", "message"),
+    [("0000-01", "expected YYYY-MM"), ("2999-01", "has not begun")],
+)
+def test_attest_impossible_period_is_usage_error(
+    initialised: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    period: str,
+    message: str,
+) -> None:
+    (tmp_path / "a.log").write_bytes(b"x")
+
+    code, _, err = _run(
+        capsys, "attest", str(tmp_path / "a.log"), "--stream", "s", "--period", period
+    )
+
+    assert code == 2
+    assert message in err and "internal error" not in err
+
+
+def test_export_refuses_existing_file_and_non_regular_target(
+    initialised: Path,
+    logs_copy: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bundle = tmp_path / "b.zip"
+    summary = _attest_export(capsys, logs_copy / "cloudtrail", "ct", bundle)
+    run = str(summary["run"])
+    before = bundle.read_bytes()
+    link = tmp_path / "link.zip"
+    link.symlink_to(bundle)
+
+    again, _, err_again = _run(capsys, "export", run, "-o", str(bundle))
+    via_link, _, err_link = _run(capsys, "export", run, "-o", str(link))
+    no_dir, _, err_dir = _run(
+        capsys, "export", run, "-o", str(tmp_path / "no" / "b.zip")
+    )
+    forced, _, _ = _run(capsys, "export", run, "-o", str(bundle), "--force")
+
+    assert (again, via_link, no_dir, forced) == (2, 2, 2, 0)
+    assert "already exists" in err_again
+    assert "not a regular file" in err_link
+    assert "does not exist" in err_dir
+    assert zipfile.is_zipfile(bundle) and before[:2] == b"PK"
+
+
+def test_json_error_is_one_document_on_stdout(
+    initialised: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(capsys, "show", "42", "--json")
+
+    assert code == 2
+    assert json.loads(out)["error"] == "run 42: no such run"
+    assert "no such run" in err
+
+
+def test_verbose_flag_after_command_accepted(
+    initialised: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(capsys, "runs", "-v")
+
+    assert code == 0
+    assert "no runs yet" in out

@@ -77,3 +77,10 @@ def test_tsas_for_stream_unknown_tsa_rejected(home: Path) -> None:
 
     with pytest.raises(ConfigError, match="unknown tsa b"):
         config.load(home)
+
+
+def test_load_non_integer_workers_rejected(home: Path) -> None:
+    _write(home, '[notary]\nworkers = "many"\n')
+
+    with pytest.raises(ConfigError, match="workers must be an integer"):
+        config.load(home)

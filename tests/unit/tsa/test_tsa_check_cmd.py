@@ -119,7 +119,8 @@ def test_tsa_check_json_prints_report(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["{d}/data.bin", "--digest", "00"], "not DER/BER ASN.1"),
+        (["{d}/data.bin", "--digest", "00" * 32], "not DER/BER ASN.1"),
+        (["{d}/ok.tsr", "--digest", "abcd"], "2 bytes is no digest length"),
         (["{d}/absent.tsr", "--digest", "00"], "cannot read"),
         (["{d}/ok.tsr", "--digest", "zz"], "--digest: not hexadecimal"),
         (["{d}/ok.tsr", "--digest", "00", "--trust-root", "{d}/data.bin"], "not a PEM"),
@@ -129,7 +130,7 @@ def test_tsa_check_json_prints_report(
         ),
         (["{d}/ok.tsr"], "one of the arguments --data --digest is required"),
     ],
-    ids=["not-a-token", "missing", "bad-hex", "bad-root", "both", "neither"],
+    ids=["not-a-token", "short", "missing", "bad-hex", "bad-root", "both", "neither"],
 )
 def test_tsa_check_bad_input_exits_2_with_one_line(
     files: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
