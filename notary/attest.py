@@ -223,7 +223,12 @@ def _hash_missing(
     """Hash the entries ``run`` lacks, persisting them in batches; return how many."""
     done = store.item_paths(run.id or 0)
     seq_of = {entry.path: n for n, (_, entry) in enumerate(entries, start=1)}
-    source_of = {entry.path: source for source, entry in entries}
+    sources = {id(source): source for source, _ in entries}
+    if len(sources) == 1:
+        only = next(iter(sources.values()))
+        source_of: Any = _Always(only)
+    else:
+        source_of = {entry.path: source for source, entry in entries}
     todo = [entry for _, entry in entries if entry.path not in done]
     if done:
         logger.info(
@@ -260,6 +265,16 @@ def _hash_missing(
     lease.check()
     progress.finish()
     return count
+
+
+class _Always:
+    """A mapping that gives one source for every path (saves a dict per item)."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    def __getitem__(self, _path: bytes) -> Source:
+        return self.source
 
 
 def entry_size(entry: Entry) -> int:

@@ -471,7 +471,10 @@ def render_guide(
         "",
         f"All items were combined into one fingerprint, the root `{root}` "
         f"({content.algorithm}, {content.leaves} leaves). The TSA signed that root. "
-        "Each item's file `items/NNNNNN.json` shows how the item leads to the root.",
+        "Each item's file `items/NNNNNN.json` shows how the item leads to the root. "
+        "The tree also holds the run record (`run_record` in `manifest.json`, its "
+        "proof in `run.json`): it names the stream, the period, the number of items "
+        "and the previous run's root, so none of them can be changed unnoticed.",
         "",
         "## 1. Check the TSA's signature on the root (OpenSSL)",
         "",

@@ -7,13 +7,22 @@ It never opens the database. Every rule is one named check (`notary.verdict.Chec
   then checked only against certificates taken from the bundle itself;
 - ``timestamp`` (one per token, advisory) and ``timestamps`` (at least one valid token);
 - ``timestamp record``: the manifest's description of each token matches the token;
-- ``previous run``: the previous run's root is a leaf of this tree (``chain.json``);
-- ``tree``: a whole-run bundle's leaves rebuild the root;
-- per item: ``item record`` (record digest = H(record bytes), record names the item),
-  ``item content`` (only when a file is given: its digest, recomputed by streaming the
-  file, and size), ``item proof`` (the group recomputed from the digests leads to the
-  root), ``item evidence record`` (the .ers holds the same proof and a bundle token);
-- with ``--dir``: ``extra file`` for files under the directory that are no item;
+- ``run record``: H(run record) is a leaf of the tree (``run.json``), and the
+  manifest's stream, period and algorithm are the run record's; only authenticated
+  values (the run record's) decide what the bundle is and whether it is whole;
+- ``token count`` (advisory): the bundle holds the tokens the run was sealed with;
+- ``previous run``: the run record's previous root is a leaf of this tree
+  (``chain.json``), and the manifest names the same previous run;
+- ``tree``: the leaf count is the run record's; a whole-run bundle's leaves rebuild
+  the root;
+- per item: ``item record`` (record digest = H(record bytes), record names the item,
+  the manifest status agrees with the record), ``item content`` (only when a file is
+  given: its kind by ``lstat``, its digest, recomputed by streaming the file, and
+  size), ``item proof`` (the group recomputed from the digests leads to the root),
+  ``item evidence record`` (the .ers holds the same proof and a bundle token);
+- with ``--dir``: ``extra file`` for every file under the directory that is no item:
+  invalid for a whole-run bundle, undecided for a partial one and for files the
+  manifest lists as errors or skipped (those lists are not authenticated);
 - ``anchor`` (advisory): one per anchor record.
 
 Advisory checks (``facts["advisory"]``) are reported but never decide the verdict: a
@@ -72,6 +81,11 @@ NO_RECORD_WARNING = (
 INTERNAL_ONLY = (
     "no evidence files given: only the bundle's internal consistency was checked"
 )
+NO_PATH_DETAIL = (
+    "the timestamp does not chain to the trust root you gave: not proven by that TSA"
+)
+METADATA_NOT_CONTENT = "this file is the item's metadata record, not its content"
+MAX_RECORD_BYTES = 1 << 20
 
 ADVISORY = "advisory"
 ERS_MAGIC = 0x30
@@ -228,6 +242,7 @@ class _Verifier:
         self.rpc_url = rpc_url
         self.warnings: list[str] = []
         self.tokens: set[bytes] = set()
+        self.roots_given = bool(trust_roots)
 
     def run(
         self, directory: Path | None, files: Sequence[tuple[Path, str | None]]
@@ -236,29 +251,46 @@ class _Verifier:
         targets = _targets(b, directory, files)
         checks = [check_format(b), *self.check_trust()]
         checks += self.check_timestamps()
-        checks += check_previous(b)
-        checks.append(check_tree(b))
+        run_checks, described = check_run_record(b)
+        checks += run_checks
+        checks += check_token_count(described, len(self.tokens))
+        checks += check_previous(b, described)
+        whole = is_whole(b, described)
+        checks.append(check_tree(b, described, whole))
         for item in b.items:
             checks += self.check_item(item, targets.get(item.n))
         if directory is not None:
-            checks += check_extra_files(b, directory)
+            checks += check_extra_files(b, directory, described, whole)
         elif not files:
             self.warnings.append(INTERNAL_ONLY)
         checks += check_anchors(b, self.rpc_url)
-        return self.report(checks, _scope(directory, files, len(targets)))
+        scope = _scope(directory, files, len(targets))
+        return self.report(checks, scope, described, whole)
 
-    def report(self, checks: list[Check], scope: str) -> BundleReport:
+    def report(
+        self,
+        checks: list[Check],
+        scope: str,
+        described: RunRecord | None,
+        whole: bool,
+    ) -> BundleReport:
         b = self.bundle
+        # NOTE: stream and period are shown from the run record, which the proof
+        # authenticates; the manifest's copies only when that failed (and said so).
+        # The run id is in no record: it is the manifest's word.
         info = {
             "format": f"{b.manifest.get('format')} {b.version}",
             "run": b.run.get("id"),
-            "stream": b.run.get("stream"),
-            "period": b.run.get("period"),
+            "stream": described.stream if described else b.run.get("stream"),
+            "period": described.period if described else b.run.get("period"),
+            "run_record_verified": described is not None,
+            "run_record": described.to_json() if described else None,
             "algorithm": self.algorithm,
             "root": b.root.hex(),
             "leaves": b.leaves,
             "items": len(b.items),
-            "whole_run": b.is_whole_run,
+            "items_in_run": described.items if described else None,
+            "whole_run": whole,
             "previous": _previous_info(b),
             "scope": scope,
         }
@@ -267,6 +299,7 @@ class _Verifier:
         return BundleReport(str(b.path), verdict, checks, self.warnings, info)
 
     def check_trust(self) -> list[Check]:
+        self.roots_given = bool(self.trust_roots)
         if self.trust_roots:
             names = ", ".join(c.subject.rfc4514_string() for c in self.trust_roots)
             return [Check("trust root", True, f"given: {names}")]
@@ -283,7 +316,7 @@ class _Verifier:
             token, found = self.check_timestamp(entry, untrusted)
             checks += found
             verdicts.append(token)
-        checks.append(_timestamps_summary(verdicts))
+        checks.append(_timestamps_summary(verdicts, checks, self.roots_given))
         return checks
 
     def check_timestamp(
@@ -401,16 +434,32 @@ def _token_check(label: str, report: TokenReport) -> Check:
     detail = f"{label}{when}: {report.verdict.value}"
     if reasons:
         detail += f" ({reasons})"
-    return Check("timestamp", ok, detail, facts={"tsa": label})
+    facts: dict[str, Any] = {"tsa": label}
+    if _has_no_path(report):
+        facts["no_path"] = True
+    return Check("timestamp", ok, detail, facts=facts)
 
 
-def _timestamps_summary(verdicts: list[Verdict]) -> Check:
+def _has_no_path(report: TokenReport) -> bool:
+    """Tell whether the token was undecided for want of a path to the given roots."""
+    return report.verdict is Verdict.INDETERMINATE and any(
+        c.name == "path" and c.ok is None and c.detail.startswith("no certification")
+        for c in report.checks
+    )
+
+
+def _timestamps_summary(
+    verdicts: list[Verdict], checks: list[Check], roots_given: bool
+) -> Check:
     name = "timestamps"
     valid = verdicts.count(Verdict.VALID)
     if valid:
         return Check(name, True, f"{valid} of {len(verdicts)} token(s) valid")
     if Verdict.INDETERMINATE in verdicts:
         detail = f"no valid token; {verdicts.count(Verdict.INDETERMINATE)} undecided"
+        tokens = [c for c in checks if c.name == "timestamp" and c.ok is None]
+        if roots_given and tokens and all(c.facts.get("no_path") for c in tokens):
+            return Check(name, None, f"{detail}: {NO_PATH_DETAIL}", facts={"no_path": True})
         return Check(name, None, detail)
     return Check(
         name, False, f"no valid token (expected at least 1, got 0 of {len(verdicts)})"
@@ -439,12 +488,153 @@ def check_timestamp_record(entry: ManifestTimestamp, report: TokenReport) -> Che
     return Check(name, True, f"{entry.file}: manifest matches the token")
 
 
-def check_previous(bundle: Bundle) -> list[Check]:
-    """Check that the previous run's root is a leaf of this tree (chain.json)."""
+@dataclass(frozen=True)
+class RunRecord:
+    """A parsed run record (kind ``run``): what the run's tree says about the run."""
+
+    stream: str
+    period: str
+    algorithm: str
+    items: int
+    previous_period: str | None
+    previous_root: bytes | None
+    min_tokens: int
+
+    @property
+    def leaves(self) -> int:
+        """Return the leaf count it implies: items, chain leaf, run leaf."""
+        return self.items + (1 if self.previous_root is not None else 0) + 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "period": self.period,
+            "algorithm": self.algorithm,
+            "items": self.items,
+            "previous_period": self.previous_period,
+            "previous_root": self.previous_root.hex() if self.previous_root else None,
+            "min_tokens": self.min_tokens,
+        }
+
+
+def parse_run_record(data: bytes) -> RunRecord:
+    """Parse a canonical run record; ValueError names what is wrong.
+
+    Parsing only: whether the record is in the tree is `check_run_record`'s business.
+    """
+    fields = record.decode(data)
+    if fields.get("v") != 1 or fields.get("kind") != "run":
+        raise ValueError(
+            f"not a run record (v {fields.get('v')!r}, kind {fields.get('kind')!r})"
+        )
+    previous_root = _field(fields, "previous_root", str, None)
+    try:
+        root = None if previous_root is None else bytes.fromhex(previous_root)
+    except ValueError as exc:
+        raise ValueError(f"previous_root is not hex ({exc})") from exc
+    return RunRecord(
+        stream=_field(fields, "stream", str),
+        period=_field(fields, "period", str),
+        algorithm=_field(fields, "algorithm", str),
+        items=_field(fields, "items", int),
+        previous_period=_field(fields, "previous_period", str, None),
+        previous_root=root,
+        min_tokens=_field(fields, "min_tokens", int),
+    )
+
+
+_REQUIRED = object()
+
+
+def _field(fields: dict[str, Any], key: str, kind: type, default: Any = _REQUIRED) -> Any:
+    value = fields.get(key)
+    if value is None and default is not _REQUIRED:
+        return default
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"{key} is not a {kind.__name__} (got {value!r})")
+    if kind is int and value < 0:
+        raise ValueError(f"{key} is negative (got {value})")
+    return value
+
+
+def check_run_record(bundle: Bundle) -> tuple[list[Check], RunRecord | None]:
+    """Check that H(run record) is a leaf of the tree and the manifest agrees with it.
+
+    Returns the checks and the run record, or None when it is not proven (then nothing
+    else may rely on it).
+    """
+    name = "run record"
+    try:
+        proof = bundle.read_run_proof()
+    except NotaryError as exc:
+        return [Check(name, False, exc.message)], None
+    if (proof.run_record, proof.root, proof.algorithm) != (
+        bundle.run_record,
+        bundle.root,
+        bundle.algorithm,
+    ):
+        detail = f"{bundle.run_proof} names another record, root or algorithm"
+        return [Check(name, False, detail)], None
+    leaf = merkle.digest(bundle.algorithm, bundle.run_record)
+    reached = merkle.root_from_proof(bundle.algorithm, [leaf], proof.siblings)
+    if reached != bundle.root:
+        detail = f"proof leads to {reached.hex()} (expected root {bundle.root.hex()})"
+        return [Check(name, False, detail)], None
+    try:
+        described = parse_run_record(bundle.run_record)
+    except (ValueError, RecursionError) as exc:
+        return [Check(name, False, f"not a canonical run record ({exc})")], None
+    detail = (
+        f"in the tree: stream {described.stream}, period {described.period}, "
+        f"{described.items} item(s)"
+    )
+    return [Check(name, True, detail), *_run_field_checks(bundle, described)], described
+
+
+def _run_field_checks(bundle: Bundle, described: RunRecord) -> list[Check]:
+    """Name each manifest field (run.stream, run.period, tree.algorithm) that lies."""
+    claims = {
+        "run.stream": (bundle.run.get("stream"), described.stream),
+        "run.period": (bundle.run.get("period"), described.period),
+        "tree.algorithm": (bundle.algorithm, described.algorithm),
+    }
+    return [
+        Check(
+            "run record",
+            False,
+            f"manifest {key} is {said!r} but the run record says {actual!r}",
+            facts={"field": key},
+        )
+        for key, (said, actual) in claims.items()
+        if said != actual
+    ]
+
+
+def check_token_count(described: RunRecord | None, tokens: int) -> list[Check]:
+    """Advise when the bundle holds fewer tokens than the run needed to be sealed."""
+    if described is None or described.min_tokens < 1:
+        return []
+    needed = described.min_tokens
+    if tokens < needed:
+        detail = (
+            "bundle holds fewer tokens than the run was sealed with "
+            f"(expected at least {needed}, got {tokens})"
+        )
+        return [advisory(Check("token count", False, detail))]
+    detail = f"{tokens} token(s); the run was sealed with at least {needed}"
+    return [advisory(Check("token count", True, detail))]
+
+
+def check_previous(bundle: Bundle, described: RunRecord | None) -> list[Check]:
+    """Check the chain link: the run record's previous root is a leaf (chain.json)."""
+    name = "previous run"
+    if described is not None:
+        mismatch = _previous_mismatch(bundle, described)
+        if mismatch:
+            return [Check(name, False, mismatch)]
     previous = bundle.previous
     if previous is None:
         return []
-    name = "previous run"
     try:
         chain = bundle.read_chain()
     except NotaryError as exc:
@@ -456,21 +646,74 @@ def check_previous(bundle: Bundle) -> list[Check]:
     if reached != bundle.root:
         detail = f"proof leads to {reached.hex()} (expected root {bundle.root.hex()})"
         return [Check(name, False, detail)]
-    where = f"run {previous.run}, period {previous.period}"
+    where = f"period {previous.period}" if described else "(unverified run record)"
     return [Check(name, True, f"root of {where} is a leaf of this tree")]
 
 
-def check_tree(bundle: Bundle) -> Check:
-    """For a whole-run bundle: all leaves rebuild the root and the leaf count."""
+def _previous_mismatch(bundle: Bundle, described: RunRecord) -> str | None:
+    previous = bundle.previous
+    if described.previous_root is None:
+        if previous is None:
+            return None
+        return "manifest names a previous run, but the run record has none"
+    if previous is None:
+        return (
+            f"the run record links to period {described.previous_period} (root "
+            f"{described.previous_root.hex()}), but the bundle has no chain proof"
+        )
+    if previous.root != described.previous_root:
+        return (
+            f"manifest previous.root is {previous.root.hex()} but the run record says "
+            f"{described.previous_root.hex()}"
+        )
+    if previous.period != described.previous_period:
+        return (
+            f"manifest previous.period is {previous.period!r} but the run record says "
+            f"{described.previous_period!r}"
+        )
+    return None
+
+
+def is_whole(bundle: Bundle, described: RunRecord | None) -> bool:
+    """Tell from the authenticated run record whether the bundle holds every item.
+
+    Items are counted once each (a duplicated manifest entry adds nothing).
+    """
+    if described is None:
+        return False
+    distinct = {(i.content_digest, i.record_digest) for i in bundle.items}
+    return described.items == len(distinct) == len(bundle.items)
+
+
+def check_tree(bundle: Bundle, described: RunRecord | None, whole: bool) -> Check:
+    """Check the leaf count against the run record; a whole bundle rebuilds the root."""
     name = "tree"
-    if not bundle.is_whole_run:
-        detail = f"partial bundle ({len(bundle.items)} of {bundle.leaves} leaves)"
-        return Check(name, True, detail + ": each item is checked by its own proof")
+    if described is not None and described.leaves != bundle.leaves:
+        detail = (
+            f"manifest tree.leaves is {bundle.leaves} but the run record gives "
+            f"{described.leaves}"
+        )
+        return Check(name, False, detail)
+    if described is None:
+        detail = "run record not proven: the bundle is treated as partial"
+        return Check(name, None, detail)
+    if not whole:
+        detail = (
+            f"partial bundle ({len(bundle.items)} of {described.items} items, per the "
+            "run record): each item is checked by its own proof"
+        )
+        return Check(name, True, detail)
+    return _rebuilt_root(bundle, described)
+
+
+def _rebuilt_root(bundle: Bundle, described: RunRecord) -> Check:
+    name = "tree"
     leaves = merkle.leaf_hashes(
         bundle.algorithm, [(i.content_digest, i.record_digest) for i in bundle.items]
     )
-    if bundle.previous is not None:
-        leaves.append(merkle.chain_leaf(bundle.algorithm, bundle.previous.root))
+    if described.previous_root is not None:
+        leaves.append(merkle.chain_leaf(bundle.algorithm, described.previous_root))
+    leaves.append(merkle.digest(bundle.algorithm, bundle.run_record))
     try:
         root = merkle.HashTree(bundle.algorithm, leaves).root
     except NotaryError as exc:

@@ -91,19 +91,57 @@ def bundle_timestamp(tsa: BuiltinTSA, algorithm: str, root: bytes) -> BundleTime
     )
 
 
+def run_record_of(
+    algorithm: str,
+    items: int,
+    *,
+    stream: str = "logs",
+    period: str = "2026-11",
+    previous: dict[str, object] | None = None,
+    min_tokens: int = 1,
+) -> bytes:
+    """Return the canonical run record of a run (as the attest pipeline writes it)."""
+    root = previous["root"] if previous is not None else None
+    return record.encode(
+        {
+            "v": 1,
+            "kind": "run",
+            "stream": stream,
+            "period": period,
+            "algorithm": algorithm,
+            "items": items,
+            "previous_period": None if previous is None else str(previous["period"]),
+            "previous_root": root.hex() if isinstance(root, bytes) else None,
+            "min_tokens": min_tokens,
+        }
+    )
+
+
+def _marked_unstable(e: Evidence) -> Evidence:
+    fields = record.decode(e.record)
+    fields["unstable"] = True
+    return Evidence(e.name, e.content, record.encode(fields), e.kind)
+
+
 def content_of(
     evidence: list[Evidence],
     tsa: BuiltinTSA,
     *,
     algorithm: str = "sha256",
+    stream: str = "logs",
     period: str = "2026-11",
     run_id: int = 1,
     previous: dict[str, object] | None = None,
+    min_tokens: int = 1,
+    unstable: frozenset[bytes] = frozenset(),
 ) -> BundleContent:
     """Return the BundleContent of one run over ``evidence`` (chained to ``previous``).
 
     ``previous`` holds ``run``, ``period`` and ``root`` (bytes) of the previous run.
+    Items named in ``unstable`` get ``"unstable": true`` in their record and that
+    status. The tree holds the item leaves, the chain leaf and the run record's leaf.
     """
+    evidence = [_marked_unstable(e) if e.name in unstable else e for e in evidence]
     pairs = [
         (merkle.digest(algorithm, e.content), merkle.digest(algorithm, e.record))
         for e in evidence
@@ -113,6 +151,15 @@ def content_of(
     if previous is not None:
         chain = merkle.chain_leaf(algorithm, previous["root"])  # type: ignore[arg-type]
         leaves.append(chain)
+    run_record = run_record_of(
+        algorithm,
+        len(evidence),
+        stream=stream,
+        period=period,
+        previous=previous,
+        min_tokens=min_tokens,
+    )
+    leaves.append(merkle.digest(algorithm, run_record))
     tree = merkle.HashTree(algorithm, leaves)
     items = [
         BundleItem(
@@ -121,7 +168,7 @@ def content_of(
             record=e.record,
             content_digest=c,
             record_digest=r,
-            status="ok",
+            status="unstable" if e.name in unstable else "ok",
             siblings=tree.proof(merkle.leaf_hash(algorithm, c, r)),
         )
         for n, (e, (c, r)) in enumerate(zip(evidence, pairs, strict=True), start=1)
@@ -130,12 +177,14 @@ def content_of(
     if previous is not None and chain is not None:
         chained = {**previous, "siblings": tree.proof(chain)}
     return BundleContent(
-        run={"id": run_id, "stream": "logs", "period": period, "state": "complete"},
+        run={"id": run_id, "stream": stream, "period": period, "state": "complete"},
         algorithm=algorithm,
         root=tree.root,
         leaves=tree.size,
         items=items,
         timestamps=[bundle_timestamp(tsa, algorithm, tree.root)],
+        run_record=run_record,
+        run_siblings=tree.proof(merkle.digest(algorithm, run_record)),
         previous=chained,
     )
 

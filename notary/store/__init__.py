@@ -292,15 +292,24 @@ class Store:
             )
             return list(session.scalars(query.order_by(col(Item.path))))
 
-    def item_digests(self, run_id: int) -> list[tuple[bytes, bytes]]:
-        """Return (content_digest, record_digest) of every hashed item of a run."""
+    def item_digests(
+        self, run_id: int, batch: int = 10_000
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield (content_digest, record_digest) of every hashed item of a run.
+
+        Streams rows ``batch`` at a time, so a million items never sit in memory as
+        rows; the session stays open until the iterator is exhausted or closed.
+        """
         with self.session() as session:
             rows = session.execute(
-                select(col(Item.content_digest), col(Item.record_digest)).where(
+                select(col(Item.content_digest), col(Item.record_digest))
+                .where(
                     col(Item.run_id) == run_id, col(Item.content_digest).is_not(None)
                 )
+                .execution_options(yield_per=batch)
             )
-            return [(bytes(c), bytes(r)) for c, r in rows]
+            for content, meta in rows:
+                yield bytes(content), bytes(meta)
 
     # timestamps and anchors ----------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from notary import merkle, record
 from notary.bundle import (
     Bundle,
     BundleContent,
@@ -64,6 +66,8 @@ def _manifest(**changes: object) -> bytes:
         "format": "notary-bundle",
         "version": "1.0",
         "run": {"id": 1},
+        "run_record": '{"kind":"run"}',
+        "run_proof": "run.json",
         "tree": {
             "algorithm": "sha256",
             "construction": "rfc4998-sorted",
@@ -90,7 +94,7 @@ def test_write_bundle_round_trip_reads_same_content(
 
     assert bundle.algorithm == content.algorithm
     assert bundle.root == content.root
-    assert bundle.leaves == content.leaves == len(FILES) + 1
+    assert bundle.leaves == content.leaves == len(FILES) + 2  # chain and run leaves
     assert bundle.is_whole_run
     assert [i.record for i in bundle.items] == [i.record for i in content.items]
     assert [i.content_digest for i in bundle.items] == [
@@ -107,7 +111,7 @@ def test_write_bundle_layout_is_the_frozen_one(bundle_zip: Path) -> None:
         names = set(archive.namelist())
         methods = {info.compress_type for info in archive.infolist()}
 
-    assert {"manifest.json", "VERIFY.md", "chain.json"} <= names
+    assert {"manifest.json", "VERIFY.md", "chain.json", "run.json"} <= names
     assert {"timestamps/builtin-1.tsr", "certs/builtin.pem"} <= names
     assert {f"items/{n:06d}.json" for n in range(1, 5)} <= names
     assert {f"items/{n:06d}.ers" for n in range(1, 5)} <= names
@@ -130,6 +134,43 @@ def test_write_bundle_proof_json_has_the_frozen_keys(bundle_zip: Path) -> None:
         "siblings",
     ]
     assert (proof["format"], proof["version"]) == ("notary-proof", 1)
+
+
+def test_write_bundle_run_proof_leads_from_the_run_record_to_the_root(
+    bundle_zip: Path, content: BundleContent
+) -> None:
+    with read_bundle(bundle_zip) as bundle:
+        proof = bundle.read_run_proof()
+
+    assert bundle.run_record == proof.run_record == content.run_record
+    assert bundle.run_proof == "run.json"
+    assert record.decode(bundle.run_record)["kind"] == "run"
+    leaf = merkle.digest(content.algorithm, proof.run_record)
+    assert merkle.root_from_proof(content.algorithm, [leaf], proof.siblings) == (
+        content.root
+    )
+
+
+def test_write_bundle_without_run_record_raises(
+    tmp_path: Path, content: BundleContent
+) -> None:
+    broken = dataclasses.replace(content, run_record=b'{"kind":"file"}')
+
+    with pytest.raises(BundleFormatError, match="run record has kind 'file'"):
+        write_bundle(broken, tmp_path / "b.zip")
+
+
+@pytest.mark.parametrize("key", ["run_record", "run_proof"])
+def test_read_bundle_manifest_without_run_record_raises(
+    tmp_path: Path, bundle_zip: Path, key: str
+) -> None:
+    with zipfile.ZipFile(bundle_zip) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+    del manifest[key]
+    path = _zip(tmp_path / "b.zip", {"manifest.json": json.dumps(manifest).encode()})
+
+    with pytest.raises(BundleFormatError, match=f"{key} has the wrong type"):
+        read_bundle(path)
 
 
 def test_write_bundle_guide_names_the_openssl_command(
