@@ -5,15 +5,20 @@ one ArchiveTimeStampChain holding exactly one ArchiveTimeStamp:
 
 - ``digestAlgorithm`` [0] is always present (the tree's algorithm, NULL parameters);
 - ``reducedHashtree`` [2] is the item's reduced hash tree: the first PartialHashtree
-  holds the item's data group, ``[content_digest, record_digest]``, each further one
-  holds the one sibling of one level (RFC 4998 §4.2, see ``notary.merkle``);
+  holds the item's data group, ``[content_digest, record_digest]`` in exactly that
+  order, each further one holds the one sibling of one level (RFC 4998 §4.2, see
+  ``notary.merkle``);
 - ``timeStamp`` is the RFC 3161 TimeStampToken (a CMS ContentInfo) whose imprint is the
   tree's root.
 
 A validator hashes the partial hash trees in order: ``h = H(sortcat(*first))``, then
 ``h = H(sortcat(h, sibling))`` per further tree; ``h`` must equal the token's imprint.
 An item's content alone is present when its digest is one of the first tree's values
-(Bouncy Castle's ``ERSEvidenceRecord.validatePresent`` checks a data object so).
+(Bouncy Castle's ``ERSEvidenceRecord.validatePresent`` checks a data object so). The
+hash does not depend on the order (``sortcat``), but the order says which value is
+what: the first is the content, the second the item's public metadata record, so
+``notary verify`` refuses a file that is that record when it is offered as the
+content.
 
 Tagged fields use IMPLICIT tags, as in the RFC's ASN.1 module. Reading accepts records
 without ``digestAlgorithm`` (the token's imprint algorithm applies then, RFC 4998 §4.1)
@@ -92,7 +97,8 @@ def evidence_record(
 ) -> bytes:
     """Return the DER EvidenceRecord of one item.
 
-    ``group`` is the item's data group digests (``[content_digest, record_digest]``),
+    ``group`` is the item's data group digests, written in the order given; for an
+    item that is ``[content_digest, record_digest]`` (content first, always),
     ``siblings`` its proof, ``token_der`` the DER TimeStampToken (ContentInfo, not the
     TimeStampResp) over the root, embedded byte for byte. Raises EvidenceRecordError
     for an unsupported algorithm, digests of the wrong length or a token that does not

@@ -47,9 +47,16 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from notary import merkle, period, record
-from notary.bundle import Bundle, ManifestItem, ManifestTimestamp, read_bundle
+from notary.bundle import (
+    DIGEST_SIZES,
+    Bundle,
+    ManifestItem,
+    ManifestTimestamp,
+    read_bundle,
+)
 from notary.errors import (
     BundleFormatError,
+    EvidenceRecordError,
     NotaryError,
     NotFoundError,
     TokenFormatError,
@@ -211,9 +218,15 @@ def verify_bundles(
 
 
 def is_evidence_record(path: Path) -> bool:
-    """Tell an RFC 4998 ``.ers`` file (DER SEQUENCE) from a zip or directory bundle."""
+    """Tell an RFC 4998 evidence record from a zip or directory bundle.
+
+    A file named ``*.ers`` is one (so that garbage given as one is reported as no
+    evidence record), and so is any file starting like a DER SEQUENCE.
+    """
     if path.is_dir():
         return False
+    if path.suffix.lower() == ".ers" and path.exists():
+        return True
     try:
         with open(path, "rb") as handle:
             head = handle.read(2)
@@ -370,9 +383,10 @@ class _Verifier:
             algorithm, trees, token = parse_evidence_record(der)
         except NotaryError as exc:
             return Check(name, False, exc.message, item=item.path)
-        expected = [sorted([item.content_digest, item.record_digest])]
+        # The data group's order is part of our format: content first, then record.
+        expected = [[item.content_digest, item.record_digest]]
         expected += [[s] for s in siblings]
-        if algorithm != self.algorithm or [sorted(trees[0]), *trees[1:]] != expected:
+        if algorithm != self.algorithm or trees != expected:
             detail = "reduced hash tree differs from the item's proof"
             return Check(name, False, detail, item=item.path)
         if token not in self.tokens:
@@ -459,7 +473,9 @@ def _timestamps_summary(
         detail = f"no valid token; {verdicts.count(Verdict.INDETERMINATE)} undecided"
         tokens = [c for c in checks if c.name == "timestamp" and c.ok is None]
         if roots_given and tokens and all(c.facts.get("no_path") for c in tokens):
-            return Check(name, None, f"{detail}: {NO_PATH_DETAIL}", facts={"no_path": True})
+            return Check(
+                name, None, f"{detail}: {NO_PATH_DETAIL}", facts={"no_path": True}
+            )
         return Check(name, None, detail)
     return Check(
         name, False, f"no valid token (expected at least 1, got 0 of {len(verdicts)})"
@@ -532,6 +548,9 @@ def parse_run_record(data: bytes) -> RunRecord:
         root = None if previous_root is None else bytes.fromhex(previous_root)
     except ValueError as exc:
         raise ValueError(f"previous_root is not hex ({exc})") from exc
+    size = DIGEST_SIZES.get(str(fields.get("algorithm")))
+    if root is not None and len(root) != size:
+        raise ValueError(f"previous_root is not a {fields.get('algorithm')} digest")
     return RunRecord(
         stream=_field(fields, "stream", str),
         period=_field(fields, "period", str),
@@ -546,13 +565,15 @@ def parse_run_record(data: bytes) -> RunRecord:
 _REQUIRED = object()
 
 
-def _field(fields: dict[str, Any], key: str, kind: type, default: Any = _REQUIRED) -> Any:
+def _field(
+    fields: dict[str, Any], key: str, kind: type, default: Any = _REQUIRED
+) -> Any:
     value = fields.get(key)
     if value is None and default is not _REQUIRED:
         return default
     if not isinstance(value, kind) or isinstance(value, bool):
         raise ValueError(f"{key} is not a {kind.__name__} (got {value!r})")
-    if kind is int and value < 0:
+    if isinstance(value, int) and value < 0:
         raise ValueError(f"{key} is negative (got {value})")
     return value
 
@@ -725,26 +746,46 @@ def _rebuilt_root(bundle: Bundle, described: RunRecord) -> Check:
     return Check(name, True, f"all {bundle.leaves} leaves rebuild the root")
 
 
+UNSTABLE_DETAIL = (
+    "; the record says the item was changing while it was read: the digests are of "
+    "what was read"
+)
+
+
 def check_item_record(item: ManifestItem, algorithm: str) -> Check:
-    """Check the metadata record: its digest, canonical form and the path it names."""
-    ok, detail = _record_problem(item, algorithm)
-    return Check("item record", ok, detail, item=item.path)
+    """Check the metadata record: its digest, canonical form, the path it names and
+    the status (``unstable`` is authenticated by the record, not the manifest)."""
+    ok, detail, unstable = _record_problem(item, algorithm)
+    if ok and unstable:
+        detail += UNSTABLE_DETAIL
+    return Check("item record", ok, detail, item=item.path, warning=ok and unstable)
 
 
-def _record_problem(item: ManifestItem, algorithm: str) -> tuple[bool, str]:
+def _record_problem(item: ManifestItem, algorithm: str) -> tuple[bool, str, bool]:
     actual = merkle.digest(algorithm, item.record)
     if actual != item.record_digest:
-        return False, (
-            f"digest {actual.hex()} of the record (expected {item.record_digest.hex()})"
+        expected = item.record_digest.hex()
+        return (
+            False,
+            f"digest {actual.hex()} of the record (expected {expected})",
+            False,
         )
     try:
         fields = record.decode(item.record)
         named = record.display_name(record.name_bytes(fields))
-    except (ValueError, KeyError, UnicodeDecodeError) as exc:
-        return False, f"not a canonical metadata record ({exc})"
+    except (ValueError, KeyError, UnicodeDecodeError, RecursionError) as exc:
+        return False, f"not a canonical metadata record ({exc})", False
     if named != item.path:
-        return False, f"record names {named!r} (expected {item.path!r})"
-    return True, "digest matches the metadata record"
+        return False, f"record names {named!r} (expected {item.path!r})", False
+    unstable = fields.get("unstable") is True
+    expected = "unstable" if unstable else "ok"
+    if item.status != expected:
+        detail = (
+            f"manifest status {item.status!r} contradicts the record "
+            f"(expected {expected!r})"
+        )
+        return False, detail, unstable
+    return True, "digest matches the metadata record", unstable
 
 
 def check_item_proof(
@@ -787,10 +828,10 @@ def _proof_mismatch(bundle: Bundle, item: ManifestItem, proof: Any) -> str:
 
 @dataclass(frozen=True)
 class _Target:
-    """Where an item's evidence is on disk; ``follow`` follows a symlinked file."""
+    """Where an item's evidence is on disk; ``unsafe`` when its name leaves --dir."""
 
     path: Path
-    follow: bool
+    unsafe: bool = False
 
 
 def _targets(
@@ -807,7 +848,7 @@ def _targets(
         item = match_file(bundle.items, path, name)
         if item.n in targets:
             raise UsageError(f"--file {path}: item {item.path} is already given")
-        targets[item.n] = _Target(path, follow=True)
+        targets[item.n] = _Target(path)
     return targets
 
 
@@ -818,9 +859,17 @@ def _directory_targets(bundle: Bundle, directory: Path) -> dict[int, _Target]:
         )
     base = os.fsencode(directory)
     return {
-        item.n: _Target(Path(os.fsdecode(os.path.join(base, item_name(item)))), False)
+        item.n: _Target(
+            Path(os.fsdecode(os.path.join(base, item_name(item)))),
+            unsafe=_leaves_directory(item_name(item)),
+        )
         for item in bundle.items
     }
+
+
+def _leaves_directory(name: bytes) -> bool:
+    """Tell whether an item name is absolute or climbs out with ``..``."""
+    return name.startswith(b"/") or b".." in name.split(b"/")
 
 
 def item_name(item: ManifestItem) -> bytes:
@@ -879,6 +928,11 @@ def check_item_content(
     The digest is None when the file could not be compared (missing, wrong kind).
     """
     name = "item content"
+    if target.unsafe:
+        detail = (
+            "unsafe item name (absolute or with '..'): nothing outside --dir is read"
+        )
+        return Check(name, False, detail, item=item.path), None
     fields = _record_fields(item)
     try:
         kind, digest, size = _read_evidence(target, fields.get("kind"), algorithm)
@@ -902,12 +956,12 @@ def _record_fields(item: ManifestItem) -> dict[str, Any]:
 def _read_evidence(
     target: _Target, kind: Any, algorithm: str
 ) -> tuple[str, bytes | None, int]:
-    """Return (kind on disk, digest or None when of another kind, size)."""
-    info = (
-        os.stat(target.path)
-        if target.follow and kind != "symlink"
-        else os.lstat(target.path)
-    )
+    """Return (kind on disk, digest or None when of another kind, size).
+
+    NOTE: never follows a symlink, with --dir as with --file: a regular-file item must
+    be a regular file, not a link to one, in both modes.
+    """
+    info = os.lstat(target.path)
     if stat.S_ISLNK(info.st_mode):
         link = os.readlink(os.fsencode(target.path))
         return "symlink", merkle.digest(algorithm, link), len(link)
@@ -941,46 +995,63 @@ def _compare_content(
             f"(expected {item.content_digest.hex()})"
         )
         return Check(name, False, detail, item=item.path)
-    unstable = item.status == "unstable"
-    detail = "digest matches" + (
-        " (item was changing while attested: this is what was hashed)"
-        if unstable
-        else ""
-    )
-    return Check(name, True, detail, item=item.path, warning=unstable)
+    return Check(name, True, "digest matches", item=item.path)
 
 
-def check_extra_files(bundle: Bundle, directory: Path) -> list[Check]:
-    """Report files under ``directory`` that are no item of the bundle."""
+def check_extra_files(
+    bundle: Bundle, directory: Path, described: RunRecord | None, whole: bool
+) -> list[Check]:
+    """Report every file under ``directory`` that is no item of the bundle.
+
+    With --dir, valid means every file is proven: an extra file makes a whole-run
+    bundle invalid and a partial one undecided. Files the manifest lists as errors or
+    skipped stay undecided: those lists are not authenticated, so they excuse nothing.
+    """
     known = {item_name(item) for item in bundle.items}
-    listed = {
-        str(e.get("path"))
-        for e in [*bundle.errors, *bundle.skipped]
-        if isinstance(e, dict)
-    }
+    listed = _listed_paths(bundle)
     checks = []
     for name in _walk_names(directory):
         if name in known:
             continue
         shown = record.display_name(name)
-        checks.append(_extra_file_check(bundle, shown, shown in listed))
+        checks.append(
+            _extra_file_check(bundle, shown, listed.get(shown), described, whole)
+        )
     if not checks:
         checks.append(Check("extra file", True, f"none under {directory}"))
     return checks
 
 
-def _extra_file_check(bundle: Bundle, shown: str, listed: bool) -> Check:
+def _listed_paths(bundle: Bundle) -> dict[str, str]:
+    """Map each path the manifest lists under errors/skipped to how it is listed."""
+    listed: dict[str, str] = {}
+    for key, how in (("errors", "unreadable"), ("skipped", "skipped")):
+        for entry in getattr(bundle, key):
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                listed.setdefault(entry["path"], how)
+    return listed
+
+
+def _extra_file_check(
+    bundle: Bundle,
+    shown: str,
+    listed: str | None,
+    described: RunRecord | None,
+    whole: bool,
+) -> Check:
     name = "extra file"
-    if listed:
-        detail = "not attested: the run listed it as an error or skipped"
-        return advisory(Check(name, None, detail, item=shown, warning=True))
-    if not bundle.is_whole_run:
+    if listed is not None:
+        detail = f"listed as {listed} at attestation: its content is not attested"
+        return Check(name, None, detail, item=shown)
+    if not whole:
+        counted = described.items if described else "an unknown number of"
         detail = (
-            f"not in this partial bundle ({len(bundle.items)} of {bundle.leaves} "
-            "leaves): extra-file detection is limited"
+            f"not covered by this bundle (it holds {len(bundle.items)} of "
+            f"{counted} items of the run)"
         )
-        return advisory(Check(name, None, detail, item=shown, warning=True))
-    return Check(name, False, "not an item of the run (added or renamed)", item=shown)
+        return Check(name, None, detail, item=shown)
+    detail = "extra file: not an item of the run (added or renamed)"
+    return Check(name, False, detail, item=shown)
 
 
 def _walk_names(directory: Path) -> Iterator[bytes]:
@@ -1053,20 +1124,42 @@ def _bundle_summary(report: BundleReport) -> Check:
 
 
 def check_run_chain(reports: Sequence[BundleReport]) -> list[Check]:
-    """Check that the runs of the bundles form one unbroken chain of periods."""
-    streams = {r.info.get("stream") for r in reports}
+    """Check that the runs of the bundles form one unbroken chain of periods.
+
+    Only run records proven in their trees count: each run links to the one before
+    by its run record's previous period and root.
+    """
+    unproven = [r for r in reports if not r.info.get("run_record")]
+    checks = [
+        Check(
+            "run chain",
+            False,
+            f"{r.bundle}: run record not proven, cannot place it in the chain",
+            item=r.bundle,
+        )
+        for r in unproven
+    ]
+    proven = [r for r in reports if r.info.get("run_record")]
+    streams = {_described(r)["stream"] for r in proven}
     if len(streams) > 1:
         listed = ", ".join(sorted(str(s) for s in streams))
-        return [Check("run chain", False, f"bundles of different streams: {listed}")]
-    ordered = sorted(reports, key=lambda r: str(r.info.get("period")))
-    checks: list[Check] = []
+        return [
+            *checks,
+            Check("run chain", False, f"bundles of different streams: {listed}"),
+        ]
+    ordered = sorted(proven, key=lambda r: str(_described(r)["period"]))
     for before, after in itertools.pairwise(ordered):
         checks += _link_checks(before, after)
     return checks or [Check("run chain", True, "one bundle: no link to check")]
 
 
+def _described(report: BundleReport) -> dict[str, Any]:
+    described: dict[str, Any] = report.info["run_record"]
+    return described
+
+
 def _link_checks(before: BundleReport, after: BundleReport) -> list[Check]:
-    first, second = str(before.info.get("period")), str(after.info.get("period"))
+    first, second = _described(before)["period"], _described(after)["period"]
     if first == second:
         detail = f"two bundles for period {first}: {before.bundle}, {after.bundle}"
         return [Check("run chain", False, detail)]
@@ -1094,21 +1187,20 @@ def _missing_periods(first: str, second: str) -> list[str]:
 
 def _link_check(before: BundleReport, after: BundleReport, missing: list[str]) -> Check:
     name = "run chain"
-    first, second = before.info.get("period"), after.info.get("period")
-    previous = after.info.get("previous")
-    if previous is None:
+    first, second = _described(before)["period"], _described(after)["period"]
+    linked = _described(after)
+    root, named = linked["previous_root"], linked["previous_period"]
+    if root is None:
         detail = f"{second} holds no previous root (expected the root of {first})"
         return Check(name, False, detail, item=str(second))
-    if previous["root"] == before.info.get("root"):
+    if root == before.info.get("root") and named == first:
         return Check(name, True, f"{second} links to {first}: previous root matches")
-    if missing and previous.get("period") in missing:
-        detail = (
-            f"{second} links to period {previous['period']}, whose bundle is missing"
-        )
+    if missing and named in missing:
+        detail = f"{second} links to period {named}, whose bundle is missing"
         return Check(name, False, detail, item=str(second))
     detail = (
-        f"broken link: {second} names previous root {previous['root']} of period "
-        f"{previous.get('period')} (expected {before.info.get('root')} of {first})"
+        f"broken link: {second} names previous root {root} of period {named} "
+        f"(expected {before.info.get('root')} of {first})"
     )
     return Check(name, False, detail, item=str(second))
 
@@ -1130,7 +1222,12 @@ def verify_evidence_record(
     """
     if len(files) > 1:
         raise UsageError("verify: an evidence record covers one file (give one --file)")
-    algorithm, trees, token = parse_evidence_record(_read_file(path))
+    try:
+        algorithm, trees, token = parse_evidence_record(_read_file(path))
+    except EvidenceRecordError as exc:
+        raise EvidenceRecordError(
+            f"{path}: not an evidence record ({exc.message})", path=str(path)
+        ) from exc
     warnings = [NO_RECORD_WARNING]
     checks = [Check("evidence record format", True, f"RFC 4998, {algorithm}")]
     checks += _ers_content_checks(files, trees, algorithm, warnings)
@@ -1181,12 +1278,34 @@ def _ers_content_checks(
         raise NotFoundError(f"--file {path}: no such file", path=label) from exc
     except OSError as exc:
         raise NotaryError(f"--file {path}: cannot read ({exc.strerror})") from exc
-    if digest in trees[0]:
-        return [
-            Check("item content", True, "digest is in the evidence record", item=label)
-        ]
-    detail = f"changed: content digest {digest.hex()} is not in the evidence record"
-    return [Check("item content", False, detail, item=label)]
+    group = trees[0]
+    if digest not in group:
+        detail = f"changed: content digest {digest.hex()} is not in the evidence record"
+        return [Check("item content", False, detail, item=label)]
+    # Our records' data group is [content_digest, record_digest], in that order: a
+    # file matching the second value and reading as a metadata record is the
+    # item's public record, which must never pass for the item itself.
+    if len(group) == 2 and digest == group[1] != group[0] and _is_record_file(path):
+        return [Check("item content", False, METADATA_NOT_CONTENT, item=label)]
+    detail = (
+        "digest is the content value of the evidence record's data group"
+        if digest == group[0]
+        else "digest is in the evidence record's data group"
+    )
+    return [Check("item content", True, detail, item=label)]
+
+
+def _is_record_file(path: Path) -> bool:
+    """Tell whether a file parses as a canonical notary metadata record."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_RECORD_BYTES + 1)
+        if len(data) > MAX_RECORD_BYTES:
+            return False
+        record.decode(data)
+    except (OSError, ValueError, RecursionError):
+        return False
+    return True
 
 
 def _ers_root_check(

@@ -8,10 +8,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from notary.cli._common import print_json
-from notary.errors import UsageError
+from notary.cli._common import print_json, printable
+from notary.errors import NotaryError, UsageError
 from notary.verdict import Check, Verdict
 from notary.verify import (
+    NO_PATH_DETAIL,
     BundleReport,
     ChainReport,
     is_advisory,
@@ -37,10 +38,21 @@ exit codes:
   1  invalid (a check failed; failing files are named)
   2  usage error (bad arguments, not a bundle, newer bundle format)
   3  operational error (I/O)
-  4  indeterminate (cannot decide, e.g. no --trust-root)
+  4  indeterminate (cannot decide, e.g. no --trust-root, or a timestamp that
+     does not chain to the trust root you gave)
+
+Human output escapes control and format characters of names and messages (\\xNN,
+\\uNNNN). With --json, stdout carries exactly one JSON document, also when the bundle
+cannot be read: {"verdict": null, "error": "...", "type": "...", "exit_code": 2,
+"hint": ...}; the one-line message goes to stderr as usual.
+
+Passing item checks are summarised in one line (counted per check); every item
+check that failed, is undecided or carries a warning is listed on its own. --json
+always lists every check.
 """
 
-SUMMARY_ABOVE = 20
+# The order item checks are counted in, whatever order they ran in.
+ITEM_CHECKS = ("record", "content", "proof", "evidence record")
 MARKS = {True: "ok", False: "FAIL", None: "??"}
 
 
@@ -118,26 +130,52 @@ class _AsAction(argparse.Action):
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    _check_arguments(args)
-    trust_roots = load_trust_roots(args.trust_roots)
-    report: BundleReport | ChainReport
-    if len(args.bundles) > 1:
-        report = verify_bundles(
-            args.bundles, trust_roots=trust_roots, rpc_url=args.rpc_url
-        )
-    else:
-        report = verify_bundle(
-            args.bundles[0],
-            directory=args.directory,
-            files=args.files,
-            trust_roots=trust_roots,
-            rpc_url=args.rpc_url,
-        )
+    try:
+        report = _verify(args)
+    except NotaryError as exc:
+        if not args.json:
+            raise
+        _print_json_failure(exc)
+        return exc.exit_code
     if args.json:
         print_json(report.to_json())
     else:
-        sys.stdout.write("".join(line + "\n" for line in render(report)))
+        # Every line goes through printable(): names and details come from bundles
+        # and file names, and must not be able to rewrite the terminal.
+        sys.stdout.write("".join(printable(line) + "\n" for line in render(report)))
     return report.verdict.exit_code
+
+
+def _verify(args: argparse.Namespace) -> BundleReport | ChainReport:
+    _check_arguments(args)
+    trust_roots = load_trust_roots(args.trust_roots)
+    if len(args.bundles) > 1:
+        return verify_bundles(
+            args.bundles, trust_roots=trust_roots, rpc_url=args.rpc_url
+        )
+    return verify_bundle(
+        args.bundles[0],
+        directory=args.directory,
+        files=args.files,
+        trust_roots=trust_roots,
+        rpc_url=args.rpc_url,
+    )
+
+
+def _print_json_failure(exc: NotaryError) -> None:
+    """Report an error as one stderr line and one JSON document without a verdict."""
+    sys.stderr.write(f"notary: {printable(exc.message)}\n")
+    if exc.hint:
+        sys.stderr.write(f"hint: {printable(exc.hint)}\n")
+    print_json(
+        {
+            "verdict": None,
+            "error": exc.message,
+            "type": type(exc).__name__,
+            "exit_code": exc.exit_code,
+            "hint": exc.hint,
+        }
+    )
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
@@ -177,40 +215,75 @@ def _warnings(warnings: Sequence[str]) -> Iterator[str]:
 
 def _bundle_section(report: BundleReport) -> Iterator[str]:
     """Yield the header and checks; item checks form one block where the first was."""
-    yield _header(report)
+    yield from _header(report)
     item_checks = [c for c in report.checks if c.name.startswith("item ")]
     for check in report.checks:
         if not check.name.startswith("item "):
             yield _line(check)
         elif check is item_checks[0]:
-            yield from _item_lines(item_checks)
+            yield from _item_lines(report, item_checks)
 
 
-def _header(report: BundleReport) -> str:
+def _header(report: BundleReport) -> Iterator[str]:
     info = report.info
     if info.get("kind") == "evidence-record":
-        return (
+        yield (
             f"evidence record {report.bundle}: {info['algorithm']} root {info['root']}"
         )
-    return (
-        f"bundle {report.bundle}: run {info.get('run')}, stream {info.get('stream')}, "
-        f"period {info.get('period')}\n  tree: {info.get('algorithm')} root "
-        f"{info.get('root')}, {info.get('leaves')} leaves, {info.get('items')} item(s) "
-        f"in this bundle; checked: {info.get('scope')}"
+        return
+    where = f"stream {info.get('stream')}, period {info.get('period')}"
+    if info.get("run_record_verified"):
+        yield (
+            f"bundle {report.bundle}: {where} (proven by the run record); "
+            f"run id {info.get('run')} (manifest only)"
+        )
+    else:
+        yield (
+            f"bundle {report.bundle}: UNVERIFIED {where}, run {info.get('run')} (the "
+            "run record check failed: these are the manifest's unproven claims)"
+        )
+    yield (
+        f"  tree: {info.get('algorithm')} root {info.get('root')}, "
+        f"{info.get('leaves')} leaves, {info.get('items')} item(s) in this bundle; "
+        f"checked: {info.get('scope')}"
     )
 
 
-def _item_lines(checks: list[Check]) -> Iterator[str]:
-    items = list(dict.fromkeys(c.item for c in checks))
-    if len(items) <= SUMMARY_ABOVE:
+def _item_lines(report: BundleReport, checks: list[Check]) -> Iterator[str]:
+    """Yield one line of counts for the passing item checks, then every other one.
+
+    The rule does not depend on the number of items, so the output reads the same for
+    3 items and for 30,000.
+    """
+    if report.info.get("kind") == "evidence-record":
         yield from (_line(c) for c in checks)
         return
+    yield _coverage_line(report.info.get("items") or 0, checks)
     clean = [c for c in checks if c.ok is True and not c.warning]
-    passing = {c.item for c in clean} - {c.item for c in checks if c not in clean}
-    if passing:
-        names = sorted({c.name.removeprefix("item ") for c in clean})
-        yield f"  ok    {len(passing)} items: {', '.join(names)} ok"
-    yield from (_line(c) for c in checks if c.item not in passing)
+    counts = dict.fromkeys(ITEM_CHECKS, 0)
+    for check in clean:
+        short = check.name.removeprefix("item ")
+        counts[short] = counts.get(short, 0) + 1
+    counts = {name: k for name, k in counts.items() if k}
+    if counts:
+        passed = ", ".join(f"{name} {k}" for name, k in counts.items())
+        yield f"  {'ok':<5} item checks passed: {passed}"
+    yield from (_line(c) for c in checks if not (c.ok is True and not c.warning))
+
+
+def _coverage_line(items: int, checks: list[Check]) -> str:
+    """Say for how many items the content itself was checked (not only the proof)."""
+    content = len({c.item for c in checks if c.name == "item content"})
+    if content == 0:
+        scope = "content not checked (no file given): record and proof only"
+    elif content >= items:
+        scope = f"content checked for all {items}"
+    else:
+        scope = (
+            f"content checked for {content} of them; record and proof only for the "
+            f"other {items - content}"
+        )
+    return f"  items: {items} in this bundle; {scope}"
 
 
 def _line(check: Check) -> str:
@@ -246,9 +319,14 @@ def _verdict_line(report: BundleReport | ChainReport) -> str:
             text += f" (advisory checks failed: {', '.join(dict.fromkeys(advisory))})"
     elif verdict is Verdict.INDETERMINATE:
         undecided = [
-            c.name for c in _all_checks(report) if c.ok is None and not is_advisory(c)
+            c for c in _all_checks(report) if c.ok is None and not is_advisory(c)
         ]
-        text += f"; undecided: {', '.join(dict.fromkeys(undecided))}"
+        text += f"; undecided: {', '.join(dict.fromkeys(c.name for c in undecided))}"
+        unproven = [c.item for c in undecided if c.item is not None]
+        if unproven:
+            text += f"; not proven: {', '.join(dict.fromkeys(unproven))}"
+        if any(c.facts.get("no_path") for c in undecided):
+            text += f"; {NO_PATH_DETAIL}"
     return text
 
 

@@ -156,6 +156,9 @@ def _root_task(case: Case, work: Path) -> list[str]:
             work / f"{case.name}-previous.root", case.content.previous["root"]
         )
         lines.append(f"previous\t{previous}")
+    # So is the run record: BC hashes it to H(run_record), the run leaf.
+    described = _write(work / f"{case.name}-run.record", case.content.run_record)
+    lines.append(f"run\t{described}")
     groups = _write(work / f"{case.name}-groups.txt", "\n".join(lines).encode())
     algorithm = case.content.algorithm
     return [

@@ -20,6 +20,7 @@ from notary.bundle import (
     write_bundle,
 )
 from notary.errors import BundleFormatError, NotFoundError
+from notary.ers import parse_evidence_record
 from notary.tsa.server import BuiltinTSA
 from tests.bundlekit import content_of, evidence_of, write_files
 
@@ -149,6 +150,18 @@ def test_write_bundle_run_proof_leads_from_the_run_record_to_the_root(
     assert merkle.root_from_proof(content.algorithm, [leaf], proof.siblings) == (
         content.root
     )
+
+
+def test_write_bundle_evidence_records_hold_content_then_record(
+    bundle_zip: Path, content: BundleContent
+) -> None:
+    with zipfile.ZipFile(bundle_zip) as archive:
+        groups = [
+            parse_evidence_record(archive.read(f"items/{item.n:06d}.ers"))[1][0]
+            for item in content.items
+        ]
+
+    assert groups == [[i.content_digest, i.record_digest] for i in content.items]
 
 
 def test_write_bundle_without_run_record_raises(
