@@ -45,11 +45,19 @@ from notary.store.models import (
 
 logger = logging.getLogger(__name__)
 
+# Set by a service that is shutting down: hashing stops at the next item, keeping what
+# it hashed, and the run resumes on the next start.
+STOP = threading.Event()
+
 FLUSH_ITEMS = 500
 FLUSH_SECONDS = 2.0
 DEFAULT_LEASE = timedelta(minutes=10)
 RETRY_BASE = timedelta(minutes=5)
 RETRY_MAX = timedelta(hours=6)
+
+
+class Stopped(KeyboardInterrupt):
+    """Hashing stopped because `STOP` was set; what was hashed is saved."""
 
 
 @dataclass
@@ -249,6 +257,8 @@ def _hash_missing(
         ):
             pending.append(_item_row(hashed, seq_of[hashed.entry.path], run.algorithm))
             count += 1
+            if STOP.is_set():
+                raise Stopped(f"run {run.id}: stopped after {count} item(s)")
             if (
                 len(pending) >= FLUSH_ITEMS
                 or time.monotonic() - last_flush > FLUSH_SECONDS
@@ -461,10 +471,13 @@ def attest(
     owner: str | None = None,
     anchor: bool = False,
     source_options: dict[str, Any] | None = None,
+    allow_empty: bool = False,
 ) -> RunSummary:
     """Attest ``paths`` as ``stream`` for ``period``: a new run, hashed, timestamped.
 
-    Raises NoItemsError (no run is created) when the sources hold nothing to attest,
+    With ``allow_empty`` (scheduled runs) a period with no items still gets a run
+    whose tree holds its run record and chain link. Otherwise raises NoItemsError (no
+    run is created) when the sources hold nothing to attest,
     RunConflictError when the stream already has a run for the period, ConfigError when
     no TSA is configured.
     """
@@ -487,7 +500,7 @@ def attest(
     paths = [path if "://" in path else os.path.abspath(path) for path in paths]
     sources = open_sources(paths, **(source_options or {}))
     entries, skipped = collect(sources)
-    if not entries:
+    if not entries and not allow_empty:
         raise NoItemsError(
             f"sources {', '.join(paths)}: nothing to attest"
             + (f" ({len(skipped)} special file(s) skipped)" if skipped else ""),
@@ -567,7 +580,11 @@ def resume(
     """Finish an interrupted run without re-hashing the items it already holds."""
     owner = owner or owner_id()
     if store.get_run(run_id).state == COMPLETE:
-        return summarize(store, store.get_run(run_id))
+        summary = summarize(store, store.get_run(run_id))
+        if anchor and not store.anchors(run_id):
+            # A complete run whose anchoring failed earlier (e.g. no key then).
+            summary.anchor = _anchor(settings, store, run_id)
+        return summary
     if not store.claim(run_id, owner, DEFAULT_LEASE):
         held = store.get_run(run_id)
         raise RunConflictError(

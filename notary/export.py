@@ -105,7 +105,8 @@ def _anchors(store: Store, run_id: int) -> list[dict[str, Any]]:
     return [
         anchor_record(anchor)
         for anchor in store.anchors(run_id)
-        if anchor.state != "failed"
+        # Only anchors whose transaction exists: a record without one proves nothing.
+        if anchor.state != "failed" and anchor.tx_hash
     ]
 
 

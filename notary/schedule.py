@@ -74,6 +74,9 @@ logger = logging.getLogger(__name__)
 RETRY_POLL = timedelta(minutes=5)
 WEBHOOK_TIMEOUT = 10.0
 PENDING_ANCHOR_STATES = ("submitted", "pending")
+# Eight years: a schedule on 29 February fires at least once in any such span.
+FIRE_SEARCH_MONTHS = 8 * 12 + 1
+CRON_CHECK_START = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 # periods and fire times ---------------------------------------------------------------
@@ -97,29 +100,76 @@ def period_for(fire_time: datetime, tz: ZoneInfo | None = None) -> str:
     return periods.last_finished(local)
 
 
-def first_period(stream: StreamConfig, now: datetime) -> str:
-    """Return the stream's first period: ``first_period``, else the last finished."""
+def last_due_period(stream: StreamConfig, now: datetime) -> str | None:
+    """Return the period of the stream's latest fire at or before ``now``, or None.
+
+    A period is due only once the first fire after its end has passed (a schedule of
+    02:00 on the 1st leaves an hour for late deliveries), so this is the latest period
+    that may be attested at ``now``. Months are searched backwards, in the stream's
+    time zone, for one holding a fire not later than ``now``.
+    """
+    tz = zone(stream)
+    trigger = trigger_for(stream)
+    month = periods.of(now.astimezone(tz))
+    for _ in range(FIRE_SEARCH_MONTHS):
+        start = datetime.combine(periods.parse(month), datetime.min.time(), tz)
+        fire = trigger.get_next_fire_time(None, start.astimezone(UTC))
+        if fire is not None and fire <= now and periods.of(fire.astimezone(tz)) == month:
+            return periods.previous(month)
+        month = periods.previous(month)
+    return None
+
+
+def first_period(stream: StreamConfig, now: datetime) -> str | None:
+    """Return the stream's first period: ``first_period``, else the last due one."""
     if stream.first_period:
-        periods.parse(stream.first_period)
-        return stream.first_period
-    return period_for(now, zone(stream))
+        return _checked_period(stream, stream.first_period)
+    return last_due_period(stream, now)
+
+
+def _checked_period(stream: StreamConfig, period: str) -> str:
+    try:
+        periods.parse(period)
+    except NotaryError as exc:
+        raise ConfigError(
+            f"stream {stream.name}: bad first_period {period!r}",
+            stream=stream.name,
+            hint="a month as YYYY-MM, e.g. 2026-11",
+        ) from exc
+    return period
 
 
 def due_periods(
     stream: StreamConfig, now: datetime, completed: Iterable[str]
 ) -> list[str]:
-    """Return the periods from the first one up to the last finished month at ``now``
-    (in the stream's time zone) that have no completed run, oldest first."""
+    """Return the periods from the first one up to the last due one at ``now`` (see
+    `last_due_period`) that have no completed run, oldest first."""
     done = set(completed)
-    last = period_for(now, zone(stream))
-    return [
-        p for p in periods.between(first_period(stream, now), last) if p not in done
-    ]
+    first, last = first_period(stream, now), last_due_period(stream, now)
+    if first is None or last is None:
+        return []
+    return [p for p in periods.between(first, last) if p not in done]
 
 
 def is_late(period: str, stream: StreamConfig, now: datetime) -> bool:
-    """Return whether ``period`` is older than the last finished month at ``now``."""
-    return period < period_for(now, zone(stream))
+    """Return whether ``period`` is older than the last due period at ``now``."""
+    last = last_due_period(stream, now)
+    return last is not None and period < last
+
+
+def check_streams(streams: Iterable[StreamConfig]) -> None:
+    """Refuse, before any work, a stream whose schedule, time zone, first period or
+    source template is unusable; raises ConfigError naming the stream."""
+    for stream in streams:
+        trigger_for(stream)
+        if stream.first_period:
+            _checked_period(stream, stream.first_period)
+        try:
+            periods.fill(stream.source, "2000-01")
+        except ConfigError as exc:
+            raise ConfigError(
+                f"stream {stream.name}: {exc.message}", stream=stream.name, hint=exc.hint
+            ) from exc
 
 
 class WallClockCronTrigger(BaseTrigger):  # type: ignore[misc]
@@ -170,15 +220,24 @@ class WallClockCronTrigger(BaseTrigger):  # type: ignore[misc]
 
 
 def trigger_for(stream: StreamConfig) -> WallClockCronTrigger:
-    """Return the stream's trigger; raises ConfigError for a bad cron expression."""
+    """Return the stream's trigger; raises ConfigError for a bad cron expression or
+    one that never fires (such as 31 February)."""
+    hint = "five cron fields: minute hour day month weekday, e.g. '0 2 1 * *'"
     try:
-        return WallClockCronTrigger(stream.schedule, zone(stream))
+        trigger = WallClockCronTrigger(stream.schedule, zone(stream))
     except ValueError as exc:
         raise ConfigError(
             f"stream {stream.name}: bad schedule {stream.schedule!r}: {exc}",
             stream=stream.name,
-            hint="five cron fields: minute hour day month weekday, e.g. '0 2 1 * *'",
+            hint=hint,
         ) from exc
+    if trigger.get_next_fire_time(None, CRON_CHECK_START) is None:
+        raise ConfigError(
+            f"stream {stream.name}: schedule {stream.schedule!r} never fires",
+            stream=stream.name,
+            hint=hint,
+        )
+    return trigger
 
 
 def next_fire(stream: StreamConfig, now: datetime) -> datetime | None:

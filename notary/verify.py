@@ -307,6 +307,12 @@ class _Verifier:
             "previous": _previous_info(b),
             "scope": scope,
         }
+        if b.errors:
+            # NOTE: the errors list is not authenticated; it can only add a warning.
+            self.warnings.append(
+                f"the run was partial: {len(b.errors)} file(s) could not be read when "
+                "it was attested; nothing in this bundle proves their content"
+            )
         verdict = decide(checks)
         logger.info("bundle %s verdict %s", b.path, verdict.value)
         return BundleReport(str(b.path), verdict, checks, self.warnings, info)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from notary import config
 from notary import period as periods
-from notary.cli._common import load_settings, print_json
+from notary.cli._common import load_settings, print_json, printable
 from notary.errors import EXIT_OK, EXIT_OPERATIONAL, UsageError
 
 if TYPE_CHECKING:
@@ -71,6 +71,11 @@ def register(commands: Any, groups: dict[str, Any]) -> None:
     export.set_defaults(handler=cmd_export)
 
 
+def _out(text: str = "", **kwargs: Any) -> None:
+    """Print human output with control characters escaped (names may be hostile)."""
+    print(printable(text), **kwargs)
+
+
 def open_store(settings: config.Settings) -> Store:
     from notary.store import Store
 
@@ -78,6 +83,7 @@ def open_store(settings: config.Settings) -> Store:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from notary.store import redact
     from notary.tsa.server import BuiltinTSA
 
     home = config.default_home()
@@ -88,20 +94,18 @@ def cmd_init(args: argparse.Namespace) -> int:
     result = {
         "home": str(home),
         "config": str(path),
-        "database": settings.database_url,
+        "database": redact(settings.database_url),
         "builtin_tsa_ca": str(tsa.ca_path),
     }
     if args.json:
         print_json(result)
         return EXIT_OK
-    print(f"data directory  {home}")
-    print(f"config          {path}")
-    print(f"database        {settings.database_url}")
-    print(f"built-in TSA CA {tsa.ca_path}")
-    print("note: the built-in TSA is for trying notary out; configure independent TSAs")
-    print(
-        "      for evidence that must convince a third party (README, Configuration)."
-    )
+    _out(f"data directory  {home}")
+    _out(f"config          {path}")
+    _out(f"database        {redact(settings.database_url)}")
+    _out(f"built-in TSA CA {tsa.ca_path}")
+    _out("note: the built-in TSA is for trying notary out; configure independent TSAs")
+    _out("      for evidence that must convince a third party (README, Configuration).")
     return EXIT_OK
 
 
@@ -147,6 +151,12 @@ def _attest_new(
     _check_period(period)
     paths = list(args.paths)
     stream = settings.stream(args.stream)
+    if paths and stream is not None:
+        raise UsageError(
+            f"stream {args.stream}: is configured with source {stream.source}; a PATH "
+            "would attest other files under its name",
+            hint="attest it without PATH, or give another --stream name",
+        )
     if not paths and stream is not None:
         paths = [periods.fill(stream.source, period)]
     if not paths:
@@ -193,34 +203,41 @@ def _report(args: argparse.Namespace, summary: pipeline.RunSummary) -> int:
     if args.json:
         print_json(summary.to_json())
         return code
-    print(f"run {run.id}  stream {run.stream}  period {run.period}")
+    _out(f"run {run.id}  stream {run.stream}  period {run.period}")
     unstable = len(summary.unstable)
     skipped = len(summary.skipped)
-    print(
+    _out(
         f"  items     {run.item_count - len(summary.errors)} hashed, "
         f"{len(summary.errors)} unreadable, {unstable} unstable, {skipped} skipped"
     )
     for error in summary.errors:
-        print(f"  ERROR     {error['path']}: {error['error']}")
+        _out(f"  ERROR     {error['path']}: {error['error']}")
     for name in summary.unstable:
-        print(f"  UNSTABLE  {name}: changed while it was read")
+        _out(f"  UNSTABLE  {name}: changed while it was read")
     for skip in summary.skipped:
-        print(f"  skipped   {skip['path']}: {skip['reason']}")
+        _out(f"  skipped   {skip['path']}: {skip['reason']}")
     if run.root is not None:
-        print(f"  root      {run.algorithm}:{run.root.hex()}")
+        _out(f"  root      {run.algorithm}:{run.root.hex()}")
     for token in summary.tokens:
         when = token.gen_time.isoformat()
-        print(f"  token     {token.tsa} serial {token.serial} at {when}")
+        _out(f"  token     {token.tsa} serial {token.serial} at {when}")
     for failure in summary.timestamp_errors:
-        print(f"  TSA FAIL  {failure['tsa']}: {failure['error']}")
+        _out(f"  TSA FAIL  {failure['tsa']}: {failure['error']}")
     if summary.anchor:
-        print(f"  anchor    {summary.anchor.get('state')}")
+        anchor_state = summary.anchor.get("state")
+        reason = summary.anchor.get("error")
+        _out(f"  anchor    {anchor_state}" + (f": {reason}" if reason else ""))
+        if anchor_state == "failed":
+            _out(
+                f"hint: anchor later: `notary attest --resume {run.id} --anchor`",
+                file=sys.stderr,
+            )
     state = run.state + (
         " (partial: some items could not be read)" if run.partial else ""
     )
-    print(f"state: {state}")
+    _out(f"state: {state}")
     if run.state != COMPLETE:
-        print(
+        _out(
             f"hint: finish it later with `notary attest --resume {run.id}`",
             file=sys.stderr,
         )
@@ -250,12 +267,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print_json([_run_json(run) for run in runs])
         return EXIT_OK
     if not runs:
-        print(f"no runs of stream {args.stream}" if args.stream else "no runs yet")
+        _out(f"no runs of stream {args.stream}" if args.stream else "no runs yet")
         return EXIT_OK
-    print(f"{'RUN':>5}  {'STREAM':<20} {'PERIOD':<8} {'STATE':<19} {'ITEMS':>8}  ROOT")
+    _out(f"{'RUN':>5}  {'STREAM':<20} {'PERIOD':<8} {'STATE':<19} {'ITEMS':>8}  ROOT")
     for run in runs:
         root = run.root.hex()[:16] if run.root else "-"
-        print(
+        _out(
             f"{run.id:>5}  {run.stream:<20} {run.period:<8} {run.state:<19} "
             f"{run.item_count:>8}  {root}"
         )
@@ -274,18 +291,18 @@ def cmd_show(args: argparse.Namespace) -> int:
         print_json(document)
         return EXIT_OK
     for key in ("run", "stream", "period", "state", "algorithm", "root", "items"):
-        print(f"{key:<10} {document[key]}")
-    print(f"{'partial':<10} {document['partial']}")
-    print(f"{'created':<10} {document['created']}")
-    print(f"{'sealed':<10} {document['sealed']}")
+        _out(f"{key:<10} {document[key]}")
+    _out(f"{'partial':<10} {document['partial']}")
+    _out(f"{'created':<10} {document['created']}")
+    _out(f"{'sealed':<10} {document['sealed']}")
     if summary.run.previous_run_id:
-        print(f"{'previous':<10} run {summary.run.previous_run_id}")
+        _out(f"{'previous':<10} run {summary.run.previous_run_id}")
     for token in summary.tokens:
-        print(f"{'token':<10} {token.tsa} serial {token.serial} at {token.gen_time}")
+        _out(f"{'token':<10} {token.tsa} serial {token.serial} at {token.gen_time}")
     for error in summary.errors:
-        print(f"{'error':<10} {error['path']}: {error['error']}")
+        _out(f"{'error':<10} {error['path']}: {error['error']}")
     for item in document.get("item_list", []):
-        print(f"  {item['status']:<8} {item['size']:>12}  {item['path']}")
+        _out(f"  {item['status']:<8} {item['size']:>12}  {item['path']}")
     return EXIT_OK
 
 
@@ -311,5 +328,5 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"run": args.run, "bundle": str(output)})
     else:
-        print(f"bundle of run {args.run} written to {output}")
+        _out(f"bundle of run {args.run} written to {output}")
     return EXIT_OK

@@ -17,7 +17,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event, func, insert, or_, select, update
+from sqlalchemy import Engine, event, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, create_engine
 
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 ITEM_BATCH = 1000
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATION_LOCK = 0x6E6F74617279  # an arbitrary constant key: 'notary' in ASCII
 
 __all__ = ["Anchor", "Item", "Run", "Store", "Timestamp"]
 
@@ -64,7 +65,7 @@ def _make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """Return the URL without its password, for messages."""
     if "@" not in url or "://" not in url:
         return url
@@ -88,14 +89,24 @@ class Store:
                 self.upgrade()
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(
-                f"database: cannot open {_redact(url)}: {exc}", url=_redact(url)
+                f"database: cannot open {redact(url)}: {exc}", url=redact(url)
             ) from exc
 
     def upgrade(self) -> None:
-        """Apply every pending alembic migration."""
+        """Apply every pending alembic migration.
+
+        Serialised between processes (several schedulers may start at once on a new
+        database): a PostgreSQL advisory lock, or an exclusive SQLite transaction.
+        """
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
+            elif connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

@@ -421,3 +421,63 @@ def test_verbose_flag_after_command_accepted(
 
     assert code == 0
     assert "no runs yet" in out
+
+
+def test_attest_path_for_configured_stream_refused(
+    initialised: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = initialised / "config.toml"
+    config.write_text(
+        config.read_text() + f'\n[[stream]]\nname = "erp"\nsource = "{tmp_path}/snap"\n'
+    )
+    (tmp_path / "other.log").write_bytes(b"x")
+
+    code, _, err = _run(
+        capsys,
+        "attest",
+        str(tmp_path / "other.log"),
+        "--stream",
+        "erp",
+        "--period",
+        "2026-11",
+    )
+
+    assert code == 2
+    assert "is configured with source" in err
+
+
+def test_verify_partial_run_warns_unreadable_files(
+    initialised: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from notary.sources import Hashed
+    from notary.sources.filesystem import FileSource
+
+    evidence = tmp_path / "ev"
+    evidence.mkdir()
+    for name in ("a.log", "b.log"):
+        (evidence / name).write_bytes(name.encode())
+    original = FileSource.digest
+
+    def unreadable_b(self: FileSource, entry: Any, algorithm: str) -> Any:
+        if entry.path == b"b.log":
+            return Hashed(entry, "error", None, 0, {}, error="permission denied")
+        return original(self, entry, algorithm)
+
+    monkeypatch.setattr(FileSource, "digest", unreadable_b)
+    bundle = tmp_path / "b.zip"
+    summary = _attest_export(capsys, evidence, "s", bundle)
+
+    code, out, _ = _run(
+        capsys,
+        "verify",
+        str(bundle),
+        "--trust-root",
+        str(initialised / "tsa" / "ca.pem"),
+    )
+
+    assert summary["partial"] is True
+    assert code == 0
+    assert "the run was partial: 1 file(s) could not be read" in out

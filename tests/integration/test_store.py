@@ -82,3 +82,22 @@ def test_previous_completed_skips_incomplete_runs(store: Store) -> None:
 def test_get_run_missing_is_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError, match="run 42: no such run"):
         store.get_run(42)
+
+
+def test_store_first_open_by_many_processes_migrates_once(database_url: str) -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; from notary.store import Store; Store(sys.argv[1]).close()"
+
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, database_url], stderr=subprocess.PIPE
+        )
+        for _ in range(6)
+    ]
+    results = [
+        (p.wait(timeout=120), p.stderr.read() if p.stderr else b"") for p in processes
+    ]
+
+    assert [rc for rc, _ in results] == [0] * 6, results
