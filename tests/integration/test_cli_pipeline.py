@@ -481,3 +481,29 @@ def test_verify_partial_run_warns_unreadable_files(
     assert summary["partial"] is True
     assert code == 0
     assert "the run was partial: 1 file(s) could not be read" in out
+
+
+def test_attest_empty_period_allowed_for_schedules_verifies(
+    initialised: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from notary import attest, config
+    from notary.store import Store
+
+    settings = config.load(initialised)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    summary = attest.attest(
+        settings,
+        Store(settings.database_url),
+        stream="s",
+        period="2026-10",
+        paths=[str(empty)],
+        allow_empty=True,
+    )
+    bundle = tmp_path / "b.zip"
+    _run(capsys, "export", str(summary.run.id), "-o", str(bundle))
+
+    code, report = _verify(capsys, initialised, bundle, "--dir", str(empty))
+
+    assert (summary.run.state, summary.run.item_count) == ("complete", 0)
+    assert (code, report["verdict"]) == (0, "valid")
