@@ -10,16 +10,25 @@ stands for the period's first day at 00:00, so ``s3://audit/AWSLogs/{period:%Y/%
 is ``s3://audit/AWSLogs/2026/11/`` for 2026-11 and ``/srv/snap/{period:%Y-%m}/`` is
 ``/srv/snap/2026-11/``.
 
-One pass (`run_due`) walks each stream from ``first_period`` (default: the last finished
-month) up to the last finished month and, in ascending order:
+One pass (`run_due`) walks each stream from ``first_period`` (default: the last due
+period) up to the last due period and, in ascending order:
 
-- attests a period that has no run yet (a period older than the last finished one is
-  *late*: logged and reported to the webhook);
+- attests a period that has no run yet (a period older than the last due one is
+  *late*: logged and reported to the webhook); a month without files or objects gets a
+  run of its own (its tree holds the run record and the chain link), a missing source
+  folder is a failure;
 - resumes a run that was interrupted while collecting or hashing (its holder died);
 - retries a run awaiting a timestamp once its ``next_retry_at`` has passed.
 
+A period is *due* once the stream's first scheduled fire after its end has passed, in
+the stream's time zone: with ``0 2 1 * *`` November is due at 02:00 on 1 December, not
+at midnight, which leaves time for late deliveries. The last due period is thus the
+period of the latest fire not after now.
+
 A stream's walk stops at the first period whose run is not complete after the pass, so
-every run's tree links to its immediate predecessor (the run chain has no holes).
+every run's tree links to its immediate predecessor (the run chain has no holes). Only
+streams configured in this home are worked on: a run of another home sharing the
+database needs that home's sources and TSAs.
 
 Exactly one run per (stream, period), even with several processes or hosts on one
 database: a new run is the insert of a row that is UNIQUE(stream, period); an existing
@@ -29,17 +38,20 @@ the lease while it works; the claim of a holder that died expires and is taken o
 (at once when the holder was a process of this host that no longer exists).
 
 The daemon (`run_daemon`) runs a pass at start and at each fire of a stream's schedule,
-and a retry pass every `RETRY_POLL` (which never starts new periods).
+and a retry pass every `RETRY_POLL`. The retry pass also tries again periods whose
+first attempt failed before a run existed (source missing, object store or database
+down at fire time), with exponential backoff (`Setbacks`), so an outage at fire time
+does not cost a month.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,7 +61,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -73,6 +85,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_POLL = timedelta(minutes=5)
 WEBHOOK_TIMEOUT = 10.0
+STOP_POLL = 1.0  # seconds between the daemon's checks for a stop signal
 PENDING_ANCHOR_STATES = ("submitted", "pending")
 # Eight years: a schedule on 29 February fires at least once in any such span.
 FIRE_SEARCH_MONTHS = 8 * 12 + 1
@@ -114,7 +127,11 @@ def last_due_period(stream: StreamConfig, now: datetime) -> str | None:
     for _ in range(FIRE_SEARCH_MONTHS):
         start = datetime.combine(periods.parse(month), datetime.min.time(), tz)
         fire = trigger.get_next_fire_time(None, start.astimezone(UTC))
-        if fire is not None and fire <= now and periods.of(fire.astimezone(tz)) == month:
+        if (
+            fire is not None
+            and fire <= now
+            and periods.of(fire.astimezone(tz)) == month
+        ):
             return periods.previous(month)
         month = periods.previous(month)
     return None
@@ -168,7 +185,9 @@ def check_streams(streams: Iterable[StreamConfig]) -> None:
             periods.fill(stream.source, "2000-01")
         except ConfigError as exc:
             raise ConfigError(
-                f"stream {stream.name}: {exc.message}", stream=stream.name, hint=exc.hint
+                f"stream {stream.name}: {exc.message}",
+                stream=stream.name,
+                hint=exc.hint,
             ) from exc
 
 
@@ -352,12 +371,54 @@ class DueResult:
 
 
 @dataclass
+class Setback:
+    """The last failed attempt at a period that has no run yet."""
+
+    period: str
+    error: str
+    attempts: int
+    next_retry_at: datetime
+
+
+class Setbacks:
+    """Failed first attempts per (stream, period), kept in memory; thread-safe.
+
+    A period whose source is missing or whose database or object store was down has
+    no run row to hold its attempts, so the daemon keeps them here: a retry pass tries
+    such a period again after the same exponential backoff as a run's timestamp
+    (`notary.attest.RETRY_BASE` doubling up to `notary.attest.RETRY_MAX`).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failed: dict[tuple[str, str], Setback] = {}
+
+    def record(self, stream: str, period: str, error: str, now: datetime) -> Setback:
+        with self._lock:
+            before = self._failed.get((stream, period))
+            attempts = before.attempts + 1 if before else 1
+            delay = min(pipeline.RETRY_BASE * 2 ** (attempts - 1), pipeline.RETRY_MAX)
+            setback = Setback(period, error, attempts, now + delay)
+            self._failed[(stream, period)] = setback
+            return setback
+
+    def clear(self, stream: str, period: str) -> None:
+        with self._lock:
+            self._failed.pop((stream, period), None)
+
+    def get(self, stream: str, period: str) -> Setback | None:
+        with self._lock:
+            return self._failed.get((stream, period))
+
+
+@dataclass
 class _Pass:
     settings: Settings
     store: Store
     now: datetime
     owner: str
     new_runs: bool
+    setbacks: Setbacks
     results: list[DueResult] = field(default_factory=list)
 
 
@@ -369,19 +430,34 @@ def run_due(
     *,
     streams: Sequence[str] | None = None,
     new_runs: bool = True,
+    setbacks: Setbacks | None = None,
 ) -> list[DueResult]:
     """Run one scheduler pass (module docstring); return what it did, in order.
 
-    ``streams`` limits the pass to those stream names; ``new_runs=False`` only finishes
-    and retries existing runs. One stream's failure never stops the others: it becomes a
-    ``failed`` result (and a webhook event).
+    Works only on runs of the streams configured in ``settings`` (another home sharing
+    the database has its own TSAs and sources). ``streams`` limits the pass to those
+    stream names; ``new_runs=False`` only finishes and retries existing runs;
+    ``setbacks`` holds the failed attempts of periods without a run across passes, so
+    they are retried with backoff (without it, every pass tries them). One stream's
+    failure never stops the others: it becomes a ``failed`` result (and a webhook
+    event). Raises ConfigError, before any work, for an unusable stream (see
+    `check_streams`); stops between periods once `notary.attest.STOP` is set.
     """
-    work = _Pass(settings, store, now or utcnow(), owner or owner_id(), new_runs)
+    check_streams(settings.streams)
+    work = _Pass(
+        settings,
+        store,
+        now or utcnow(),
+        owner or owner_id(),
+        new_runs,
+        setbacks or Setbacks(),
+    )
     for stream in settings.streams:
+        if pipeline.STOP.is_set():
+            break
         if streams is None or stream.name in streams:
             _run_stream(work, stream)
-    if streams is None:
-        _retry_unscheduled(work)
+    if streams is None and not pipeline.STOP.is_set():
         upgrade_anchors(settings, store)
     return work.results
 
@@ -390,6 +466,8 @@ def _run_stream(work: _Pass, stream: StreamConfig) -> None:
     runs = {run.period: run for run in work.store.list_runs(stream.name)}
     completed = [p for p, run in runs.items() if run.state == COMPLETE]
     for period in due_periods(stream, work.now, completed):
+        if pipeline.STOP.is_set():
+            return
         result = _run_period(work, stream, period, runs.get(period))
         if result is None:
             return
@@ -428,9 +506,21 @@ def _run_period(
 def _attest_new(
     work: _Pass, stream: StreamConfig, period: str, late: bool
 ) -> DueResult:
+    setback = work.setbacks.get(stream.name, period)
+    if setback is not None and setback.next_retry_at > work.now:
+        return DueResult(
+            stream.name,
+            period,
+            "waiting",
+            late=late,
+            error=setback.error,
+            next_retry_at=setback.next_retry_at.isoformat(),
+        )
     if late:
         logger.warning("stream %s period %s: late, catching up", stream.name, period)
     logger.info("stream %s period %s: attesting", stream.name, period)
+    # An empty month (no files, no objects) is a normal outcome of a schedule: its run
+    # holds only the run record and the chain link. A missing folder still fails.
     summary = pipeline.attest(
         work.settings,
         work.store,
@@ -440,7 +530,9 @@ def _attest_new(
         owner=work.owner,
         anchor=stream.anchor,
         source_options=source_options(stream),
+        allow_empty=True,
     )
+    work.setbacks.clear(stream.name, period)
     return _result(stream.name, "attested", summary.run, late, summary.hashed_now)
 
 
@@ -465,27 +557,6 @@ def _continue(work: _Pass, stream: StreamConfig, run: Run, late: bool) -> DueRes
 
 def _retry_due(run: Run, now: datetime) -> bool:
     return run.next_retry_at is None or run.next_retry_at <= now
-
-
-def _retry_unscheduled(work: _Pass) -> None:
-    """Retry due timestamps of runs whose stream is not configured (manual runs)."""
-    configured = {stream.name for stream in work.settings.streams}
-    for run in work.store.list_runs():
-        if run.stream in configured or run.state != AWAITING_TIMESTAMP:
-            continue
-        if not _retry_due(run, work.now):
-            continue
-        try:
-            summary = pipeline.resume(
-                work.settings, work.store, run.id or 0, owner=work.owner
-            )
-            result = _result(run.stream, "retried", summary.run, False)
-        except RunConflictError:
-            result = _result(run.stream, "busy", run, False)
-        except NotaryError as exc:
-            result = _failed(work, run.stream, run.period, run, False, exc)
-        work.results.append(result)
-        _notify(work.settings, result)
 
 
 def _result(
@@ -517,7 +588,10 @@ def _failed(
 ) -> DueResult:
     logger.error("stream %s period %s: failed: %s", stream, period, exc.message)
     result = DueResult(stream, period, "failed", late=late, error=exc.message)
-    if run is not None and run.id is not None:
+    if run is None:
+        setback = work.setbacks.record(stream, period, exc.message, work.now)
+        result.next_retry_at = setback.next_retry_at.isoformat()
+    elif run.id is not None:
         fresh = _record_failure(work.store, run.id, exc.message)
         result.run, result.state = fresh.id, fresh.state
         result.next_retry_at = (
@@ -617,30 +691,56 @@ def post_webhook(url: str, document: dict[str, Any]) -> bool:
 
 
 def status(
-    settings: Settings, store: Store, now: datetime | None = None
+    settings: Settings,
+    store: Store,
+    now: datetime | None = None,
+    setbacks: Setbacks | None = None,
 ) -> list[dict[str, Any]]:
     """Return, per configured stream: last completed period, next fire time, due
-    periods, and runs waiting for a timestamp, an anchor, or in progress."""
+    periods, what blocks the oldest due period, and runs waiting for a timestamp, an
+    anchor, or in progress; then unfinished runs of streams not configured in this
+    home (``configured`` false), which this home never works on.
+
+    Raises ConfigError for an unusable stream (see `check_streams`). ``blocked``
+    checks whether a local source folder exists; S3 sources are not contacted.
+    """
+    check_streams(settings.streams)
     moment = now or utcnow()
     pending = _pending_anchor_runs(store)
-    return [
-        _stream_status(stream, store, moment, pending) for stream in settings.streams
+    found = [
+        _stream_status(stream, store, moment, pending, setbacks)
+        for stream in settings.streams
     ]
+    return found + _foreign_status(settings, store, pending)
 
 
 def _stream_status(
-    stream: StreamConfig, store: Store, now: datetime, pending: set[int]
+    stream: StreamConfig,
+    store: Store,
+    now: datetime,
+    pending: set[int],
+    setbacks: Setbacks | None,
 ) -> dict[str, Any]:
     runs = store.list_runs(stream.name)
     completed = sorted(run.period for run in runs if run.state == COMPLETE)
     fire = next_fire(stream, now)
+    due = due_periods(stream, now, completed)
+    by_period = {run.period: run for run in runs}
     return {
         "stream": stream.name,
+        "configured": True,
         "schedule": stream.schedule,
         "timezone": stream.timezone,
         "last_completed": completed[-1] if completed else None,
         "next_fire": fire.isoformat() if fire else None,
-        "due": due_periods(stream, now, completed),
+        "due": due,
+        "blocked": _blocker(stream, due, by_period, setbacks),
+        **_run_lists(runs, pending),
+    }
+
+
+def _run_lists(runs: Sequence[Run], pending: set[int]) -> dict[str, Any]:
+    return {
         "awaiting_timestamp": [
             _run_brief(run) for run in runs if run.state == AWAITING_TIMESTAMP
         ],
@@ -649,6 +749,59 @@ def _stream_status(
             _run_brief(run) for run in runs if run.state in (COLLECTING, HASHING)
         ],
     }
+
+
+def _blocker(
+    stream: StreamConfig,
+    due: Sequence[str],
+    runs: dict[str, Run],
+    setbacks: Setbacks | None,
+) -> str | None:
+    """Return why the oldest due period is not attested (``"2026-09: <reason>"``)."""
+    if not due:
+        return None
+    period = due[0]
+    setback = setbacks.get(stream.name, period) if setbacks else None
+    if setback is not None:
+        return f"{period}: {setback.error}"
+    run = runs.get(period)
+    if run is not None:
+        reason = f"{period}: run {run.id} {run.state}"
+        return f"{reason}: {run.last_error}" if run.last_error else reason
+    source = source_for(stream, period)
+    if "://" not in source and not os.path.exists(source):
+        return f"{period}: source {source} does not exist"
+    return None
+
+
+def _foreign_status(
+    settings: Settings, store: Store, pending: set[int]
+) -> list[dict[str, Any]]:
+    configured = {stream.name for stream in settings.streams}
+    foreign: dict[str, list[Run]] = {}
+    for run in store.list_runs():
+        if run.stream not in configured:
+            foreign.setdefault(run.stream, []).append(run)
+    found: list[dict[str, Any]] = []
+    for name, runs in sorted(foreign.items()):
+        lists = _run_lists(runs, pending)
+        if not any(lists.values()):
+            continue
+        completed = sorted(run.period for run in runs if run.state == COMPLETE)
+        found.append(
+            {
+                "stream": name,
+                "configured": False,
+                "schedule": None,
+                "timezone": None,
+                "last_completed": completed[-1] if completed else None,
+                "next_fire": None,
+                "due": [],
+                "blocked": None,
+                **lists,
+            }
+        )
+    return found
 
 
 def _run_brief(run: Run) -> dict[str, Any]:
@@ -670,40 +823,65 @@ def _pending_anchor_runs(store: Store) -> set[int]:
 # the daemon ---------------------------------------------------------------------------
 
 
-def build_scheduler(settings: Settings, store: Store) -> BlockingScheduler:
-    """Return a scheduler with one cron job per stream and the retry job.
+def build_scheduler(
+    settings: Settings, store: Store, setbacks: Setbacks | None = None
+) -> BackgroundScheduler:
+    """Return a scheduler (not started) with a catch-up job that runs at once, one cron
+    job per stream and the retry job; raises ConfigError for an unusable stream.
 
     Jobs run one at a time (one worker thread); a fire missed while another pass ran is
-    run late rather than dropped, and piled-up fires of one job coalesce into one.
+    run late rather than dropped, and piled-up fires of one job coalesce into one. The
+    retry job is a full pass: it also tries again, with ``setbacks`` backoff, periods
+    whose first attempt failed before a run existed.
     """
-    scheduler = BlockingScheduler(
+    check_streams(settings.streams)
+    setbacks = setbacks or Setbacks()
+    scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone=UTC,
+    )
+    scheduler.add_job(
+        _guarded_pass,
+        args=(settings, store, None, setbacks),
+        id="start",
+        name="catch-up pass at start",
     )
     for stream in settings.streams:
         scheduler.add_job(
             _guarded_pass,
             trigger_for(stream),
-            args=(settings, store, [stream.name], True),
+            args=(settings, store, [stream.name], setbacks),
             id=f"stream:{stream.name}",
             name=f"attest {stream.name}",
         )
     scheduler.add_job(
         _guarded_pass,
         IntervalTrigger(seconds=RETRY_POLL.total_seconds(), timezone=UTC),
-        args=(settings, store, None, False),
+        args=(settings, store, None, setbacks),
         id="retry",
-        name="retry timestamps and interrupted runs",
+        name="retry failed periods, timestamps and interrupted runs",
     )
     return scheduler
 
 
 def _guarded_pass(
-    settings: Settings, store: Store, streams: Sequence[str] | None, new_runs: bool
+    settings: Settings,
+    store: Store,
+    streams: Sequence[str] | None,
+    setbacks: Setbacks,
 ) -> None:
+    if pipeline.STOP.is_set():
+        return
     try:
-        results = run_due(settings, store, streams=streams, new_runs=new_runs)
+        results = run_due(settings, store, streams=streams, setbacks=setbacks)
+    except pipeline.Stopped:
+        logger.info("scheduler: pass stopped; an unfinished run resumes next time")
+        return
+    except NotaryError as exc:
+        # Such as the database down: the retry pass tries again.
+        logger.error("scheduler pass failed: %s", exc.message)
+        return
     except Exception:
         logger.exception("scheduler pass failed")
         return
@@ -720,28 +898,34 @@ def _guarded_pass(
 
 def run_daemon(settings: Settings, store: Store | None = None) -> None:
     """Run passes at start, at each stream's fires and every `RETRY_POLL`, until
-    SIGTERM or SIGINT."""
+    SIGTERM or SIGINT; then return once the running pass has unwound.
+
+    A signal sets `notary.attest.STOP`: hashing stops after saving what it hashed (the
+    run resumes on the next start) and no further period is started. Installs the two
+    signal handlers for its duration, so it must run in the main thread.
+    """
     store = store or Store(settings.database_url)
-    scheduler = build_scheduler(settings, store)
+    scheduler = build_scheduler(settings, store, Setbacks())
+    stopping = threading.Event()
+    pipeline.STOP.clear()
 
     def stop(signum: int, _frame: FrameType | None) -> None:
-        logger.info("scheduler: signal %d, stopping", signum)
-        if not scheduler.running:
-            # Still in the first pass: unwind it; its run resumes on the next start.
-            raise KeyboardInterrupt
-        with contextlib.suppress(Exception):
-            scheduler.shutdown(wait=False)
+        logger.info("scheduler: signal %d, stopping after the running job", signum)
+        pipeline.STOP.set()
+        stopping.set()
 
-    # NOTE: installed before the first pass, so a SIGTERM at any moment stops cleanly.
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        _guarded_pass(settings, store, None, True)
-    except KeyboardInterrupt:
-        logger.info("scheduler: stopped during the first pass")
-        return
-    for job in scheduler.get_jobs():
-        logger.info("scheduler: job %s (%s)", job.id, job.trigger)
+    installed = {
+        number: signal.signal(number, stop)
+        for number in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         scheduler.start()
-    except KeyboardInterrupt:
-        logger.info("scheduler: interrupted, stopping")
+        for job in scheduler.get_jobs():
+            logger.info("scheduler: job %s (%s)", job.id, job.trigger)
+        while not stopping.wait(STOP_POLL):
+            pass
+        scheduler.shutdown(wait=True)
+    finally:
+        for number, handler in installed.items():
+            signal.signal(number, handler)
+    logger.info("scheduler: stopped")

@@ -60,6 +60,16 @@ LOG_LOOKBACK = 5000
 
 UNDERPRICED_MARK = "underpriced: "
 
+# Columns a transaction sets on its row (restored when persisting it fails).
+_SENT_FIELDS = (
+    "tx_hash",
+    "nonce",
+    "max_fee_per_gas",
+    "max_priority_fee_per_gas",
+    "state",
+    "attempts",
+)
+
 Saver = Callable[[Anchor], Anchor]
 Clock = Callable[[], datetime]
 
@@ -82,7 +92,7 @@ class Anchorer:
         *,
         confirmations: int,
         receipt_timeout: float,
-        nonce_floor: Callable[[], int] | None = None,
+        nonce_floor: Callable[[int], int] | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self.chain = chain
@@ -137,13 +147,20 @@ class Anchorer:
         signed = tx.sign(
             self.account, self.chain.chain_id, self._call_for(row), nonce, gas, fees
         )
+        kept = {key: getattr(row, key) for key in _SENT_FIELDS}
         row.tx_hash = tx.to_hex(signed.hash)
         row.nonce = nonce
         row.max_fee_per_gas = fees.max_fee
         row.max_priority_fee_per_gas = fees.priority
         row.state = SUBMITTED
         row.attempts += 1
-        row = self.save(row)
+        try:
+            row = self.save(row)
+        except Exception:
+            # Not persisted, so never broadcast: the row is as it was before.
+            for key, value in kept.items():
+                setattr(row, key, value)
+            raise
         logger.info(
             "anchor %s run %s: submitted tx %s nonce %s (attempt %s)",
             row.id,
@@ -162,6 +179,8 @@ class Anchorer:
             return self._set(row, state=PENDING, last_error=None)
         if outcome is tx.Outcome.NONCE_TOO_LOW:
             return self._nonce_taken(row, previous)
+        if outcome is tx.Outcome.NONCE_TOO_HIGH:
+            return self._set(row, last_error=self._gap(row, message))
         if outcome is tx.Outcome.UNDERPRICED and previous is None:
             # A fresh nonce the pool already holds: another process's transaction.
             # Replacing it would knock that one out; take the next nonce instead.
@@ -287,6 +306,13 @@ class Anchorer:
         if mined_nonce > row.nonce:
             row = self._nonce_taken(row, None)
             return self.submit(row) if row.tx_hash is None else row
+        pending = self._call(
+            self.chain.w3.eth.get_transaction_count, self.account.address, "pending"
+        )
+        if pending < row.nonce:
+            # Queued behind a nonce nobody sends: it is never mined by waiting.
+            gap = self._gap(row, f"the node's next nonce is {pending}")
+            return row if row.last_error == gap else self._set(row, last_error=gap)
         if not self._call(tx.is_known, self.chain, row.tx_hash):
             logger.warning(
                 "anchor %s: node dropped tx %s; re-sending", row.id, row.tx_hash
@@ -301,6 +327,21 @@ class Anchorer:
             )
             return self._replace(row)
         return row
+
+    def _gap(self, row: Anchor, detail: str) -> str:
+        """Return the error of a transaction whose nonce is past the chain's next one."""
+        logger.warning(
+            "anchor %s: nonce %s is past the chain's next nonce of %s (%s)",
+            row.id,
+            row.nonce,
+            self.account.address,
+            detail,
+        )
+        return (
+            f"nonce gap: nonce {row.nonce} of {self.account.address} is past the chain's "
+            f"next nonce ({detail}); lower nonces are recorded for this sender (chain "
+            "reset, or the key used elsewhere): it is mined only once they are used"
+        )
 
     def _adopt(self, row: Anchor, found: TxReceipt) -> Anchor:
         """Record the block that mined our transaction, then check confirmations."""

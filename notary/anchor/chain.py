@@ -152,12 +152,12 @@ def connect(
 ) -> Chain:
     """Connect to ``rpc_url`` (or the builtin chain) and check its chain id.
 
-    Raises AnchorError when the node cannot be reached or serves another chain than
-    ``chain_id`` (None: any chain).
+    Raises AnchorError when the node cannot be reached, ConfigError when it serves
+    another chain than ``chain_id`` (None: any chain).
     """
     chain = builtin_chain() if rpc_url == BUILTIN else _cached_rpc(rpc_url, timeout)
     if chain_id is not None and chain.chain_id != chain_id:
-        raise AnchorError(
+        raise ConfigError(
             f"anchor: {chain.label} serves chain {chain.chain_id}, expected {chain_id}",
             hint="check [anchor] chain_id and rpc_url",
             chain_id=chain.chain_id,

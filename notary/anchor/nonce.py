@@ -12,11 +12,12 @@ from web3 import Web3
 class NonceManager:
     """Hand out nonces of ``address`` so that concurrent anchors never collide.
 
-    A nonce is the highest of: the node's pending transaction count, one past the last
-    nonce handed out here, and the caller's ``floor`` (one past the highest nonce it has
-    persisted for this sender, so transactions saved by another process but not yet seen
-    by the node count). The lock is held while the caller signs, persists and
-    broadcasts, so transactions reach the node in nonce order.
+    The proposal is the higher of the node's pending transaction count and one past the
+    last nonce handed out here; the caller's ``adjust`` may raise it (past nonces it has
+    persisted for this sender: transactions saved by another process but not yet seen
+    by the node, or nonces its records already hold after a chain reset). The lock is
+    held while the caller signs, persists and broadcasts, so transactions reach the node
+    in nonce order.
     """
 
     def __init__(self, w3: Web3, address: str) -> None:
@@ -26,14 +27,17 @@ class NonceManager:
         self._lock = threading.Lock()
 
     @contextmanager
-    def reserve(self, floor: Callable[[], int] | None = None) -> Iterator[int]:
+    def reserve(self, adjust: Callable[[int], int] | None = None) -> Iterator[int]:
         """Yield the next nonce, holding the lock; it counts as used only on success.
 
-        ``floor`` is called under the lock. Raises what the node raises for the pending
+        ``adjust(proposed)`` is called under the lock and returns the nonce to use
+        (never lower than ``proposed``). Raises what the node raises for the pending
         count (web3 errors).
         """
         with self._lock:
             pending = int(self._w3.eth.get_transaction_count(self._address, "pending"))
-            nonce = max(pending, self._next, floor() if floor is not None else 0)
+            nonce = max(pending, self._next)
+            if adjust is not None:
+                nonce = max(nonce, adjust(nonce))
             yield nonce
             self._next = max(self._next, nonce + 1)

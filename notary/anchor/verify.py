@@ -20,6 +20,7 @@ from notary.anchor.receipt import (
     HASH32,
     LOCAL_CHAIN_IDS,
     ROOT_HEX,
+    AnchorRow,
     anchor_record,
     anchored_value,
     iso,
@@ -30,7 +31,7 @@ from notary.verdict import Check
 if TYPE_CHECKING:
     from notary.anchor.chain import Chain
 
-__all__ = ["anchor_record", "verify_anchor"]
+__all__ = ["anchor_record", "is_exportable", "verify_anchor"]
 
 _BLOCK_FIELDS = ("block_number", "block_hash", "log_index", "block_time")
 
@@ -63,6 +64,19 @@ def verify_anchor(
         )
         return checks
     return checks + _online(record, root, rpc_url, facts)
+
+
+def is_exportable(row: AnchorRow) -> bool:
+    """Return True when a bundle may carry the anchor record of ``row``.
+
+    Exporters keep only such anchors, so that notary's own bundles never carry a record
+    its verifier rejects: the row has a transaction hash (a ``pending`` row whose
+    transaction was never made, e.g. while the node was down, has none), it is not
+    ``failed``, and its record passes the verifier's record check.
+    """
+    if row.tx_hash is None or row.state not in ("submitted", "pending", "final"):
+        return False
+    return not _record_problems(anchor_record(row))
 
 
 def _facts(record: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from notary.cli._common import load_settings, print_json
+from notary.cli._common import load_settings, print_json, printable
 from notary.errors import EXIT_OK
 
 if TYPE_CHECKING:
@@ -79,18 +79,44 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from notary.anchor import status
+    from notary.anchor.service import missing_report
 
     settings = load_settings()
-    entries = status(settings, _open_store(settings.database_url))
-    return _print_entries(entries, args.json)
+    store = _open_store(settings.database_url)
+    entries = status(settings, store)
+    missing = missing_report(settings, store)
+    if args.json:
+        print_json({"anchors": entries, "missing": missing})
+        return EXIT_OK
+    if not entries and not missing:
+        print("no anchors")
+        return EXIT_OK
+    _print_entries(entries)
+    for entry in missing:
+        name = printable(f"{entry['stream']} {entry['period']}")
+        reason = printable(entry["reason"])
+        print(f"   - {entry['run']:>5} not anchored ({reason})  [{name}]")
+    return EXIT_OK
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    from notary.anchor import upgrade_pending
+    from notary.anchor.service import upgrade
 
     settings = load_settings()
-    entries = upgrade_pending(settings, _open_store(settings.database_url))
-    return _print_entries(entries, args.json)
+    report = upgrade(settings, _open_store(settings.database_url))
+    if args.json:
+        print_json(report)
+        return EXIT_OK
+    if not report["anchors"] and not report["skipped"]:
+        print("nothing to do: no open anchors and no run waiting for one")
+        return EXIT_OK
+    _print_entries(report["anchors"])
+    for skipped in report["skipped"]:
+        what = f"run {skipped['run']}" if skipped["run"] is not None else ""
+        if skipped["anchor"] is not None:
+            what = f"anchor {skipped['anchor']} {what}".strip()
+        print(f"skipped {what}: {printable(skipped['reason'])}")
+    return EXIT_OK
 
 
 def _open_store(url: str) -> Store:
@@ -99,21 +125,16 @@ def _open_store(url: str) -> Store:
     return Store(url)
 
 
-def _print_entries(entries: list[dict[str, Any]], as_json: bool) -> int:
-    if as_json:
-        print_json({"anchors": entries})
-        return EXIT_OK
+def _print_entries(entries: list[dict[str, Any]]) -> None:
     if not entries:
-        print("no anchors")
-        return EXIT_OK
+        return
     print(f"{'id':>4} {'run':>5} {'state':<9} {'chain':>15} {'block':>9}  tx")
     for entry in entries:
         block = entry["block_number"] if entry["block_number"] is not None else "-"
         line = (
-            f"{entry['id']:>4} {entry['run']:>5} {entry['state']:<9} "
-            f"{entry['chain_id']:>15} {block:>9}  {entry['tx_hash'] or '-'}"
+            f"{entry['id']:>4} {entry['run']:>5} {printable(entry['state']):<9} "
+            f"{entry['chain_id']:>15} {block:>9}  {printable(entry['tx_hash'] or '-')}"
         )
         if entry["last_error"]:
-            line += f"  ({entry['last_error']})"
+            line += f"  ({printable(entry['last_error'])})"
         print(line)
-    return EXIT_OK

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from notary.cli._common import load_settings, print_json
+from notary.cli._common import load_settings, print_json, printable
 from notary.errors import EXIT_OK, EXIT_OPERATIONAL
 
 if TYPE_CHECKING:
@@ -18,14 +18,21 @@ if TYPE_CHECKING:
 DAEMON_HELP = """\
 Attest every configured stream once per period, unattended: a pass at start, then at
 each fire of a stream's schedule, and a retry pass every few minutes for runs awaiting
-a timestamp or interrupted. Stops on SIGTERM or Ctrl-C; a killed daemon loses no work.
+a timestamp or interrupted and for periods whose first attempt failed (source missing,
+object store or database down), with growing delays. SIGTERM or Ctrl-C (SIGINT) stops
+it: hashing stops after saving what was hashed, no new period is started, and the
+daemon exits 0 once the running pass has unwound (the run resumes on the next start);
+a killed daemon loses no work either.
 """
 RUN_DUE_HELP = """\
 One catch-up pass, then exit (for cron, systemd timers, Kubernetes CronJobs): every
-period from a stream's first_period up to the last finished month without a complete
-run is attested, oldest first; interrupted runs are resumed and timestamps retried.
-Exit 3 when a run failed, or was worked on and is still incomplete (e.g. no TSA
-answered); runs another process holds or whose retry is not due yet do not count.
+period from a stream's first_period up to the last due one without a complete run is
+attested, oldest first; interrupted runs are resumed and timestamps retried. A period
+is due once the stream's first scheduled fire after its end has passed. Only streams
+configured here are worked on. Exit 2 for an unusable stream configuration (bad
+schedule, time zone or source template); exit 3 when a run failed, or was worked on
+and is still incomplete (e.g. no TSA answered); runs another process holds or whose
+retry is not due yet do not count.
 """
 
 
@@ -91,7 +98,7 @@ def _is_setback(result: DueResult) -> bool:
 
 
 def _result_line(result: DueResult) -> str:
-    line = f"{result.stream:<20} {result.period}  {result.action:<9}"
+    line = f"{printable(result.stream)} {result.period} {result.action}"
     if result.run is not None:
         line += f" run {result.run} ({result.state})"
     if result.late:
@@ -99,7 +106,11 @@ def _result_line(result: DueResult) -> str:
     if result.partial:
         line += " partial"
     if result.error:
-        line += f": {result.error}"
+        line += f": {printable(result.error)}"
+    # A run holds its retry time; a failed period without a run is tried again by the
+    # next run-due.
+    if result.run is not None and result.next_retry_at and result.state != "complete":
+        line += f" (retry at {result.next_retry_at})"
     return line
 
 
@@ -120,10 +131,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _print_status(stream: dict[str, Any]) -> None:
-    print(f"{stream['stream']}  ({stream['schedule']} {stream['timezone']})")
-    print(f"  last completed  {stream['last_completed'] or '-'}")
-    print(f"  next fire       {stream['next_fire'] or '-'}")
-    print(f"  due             {', '.join(stream['due']) or '-'}")
+    name = printable(stream["stream"])
+    if not stream["configured"]:
+        print(f"{name}  (not configured here; its runs are left to their home)")
+    else:
+        print(f"{name}  ({printable(stream['schedule'])} {stream['timezone']})")
+        print(f"  last completed      {stream['last_completed'] or '-'}")
+        print(f"  next fire           {stream['next_fire'] or '-'}")
+        print(f"  due                 {', '.join(stream['due']) or '-'}")
+        if stream["blocked"]:
+            print(f"  blocked             {printable(stream['blocked'])}")
     for label, key in (
         ("awaiting timestamp", "awaiting_timestamp"),
         ("awaiting anchor", "awaiting_anchor"),
@@ -131,7 +148,7 @@ def _print_status(stream: dict[str, Any]) -> None:
     ):
         for run in stream[key]:
             retry = f", retry at {run['next_retry_at']}" if run["next_retry_at"] else ""
-            print(f"  {label:<15} run {run['run']} {run['period']}{retry}")
+            print(f"  {label:<19} run {run['run']} {run['period']}{retry}")
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -149,13 +166,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def _print_diff(result: RunDiff) -> None:
     for path in result.added:
-        print(f"added     {path}")
+        print(f"added     {printable(path)}")
     for path in result.removed:
-        print(f"removed   {path}")
+        print(f"removed   {printable(path)}")
     for change in result.changed:
-        print(f"changed   {change.path}  ({_fields(change)})")
+        print(f"changed   {printable(change.path)}  ({_fields(change)})")
     for change in result.metadata_changed:
-        print(f"metadata  {change.path}  ({_fields(change)})")
+        print(f"metadata  {printable(change.path)}  ({_fields(change)})")
     counts = result.to_json()["counts"]
     print(
         f"run {result.run_a} -> run {result.run_b}: {counts['added']} added, "

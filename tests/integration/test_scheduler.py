@@ -23,6 +23,8 @@ import pytest
 from asn1crypto import tsp
 
 from notary import period as periods
+from notary import schedule
+from notary.config import StreamConfig
 from notary.store import Store
 from notary.store.models import COMPLETE, HASHING
 from notary.tsa.server import BuiltinTSA
@@ -74,7 +76,10 @@ def counting_tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CountingT
 
 
 def _recent_periods(count: int) -> list[str]:
-    last = periods.last_finished(datetime.now(UTC))
+    """Return the last ``count`` periods due now under the default schedule."""
+    default = StreamConfig(name="any", source="/")
+    last = schedule.last_due_period(default, datetime.now(UTC))
+    assert last is not None
     found = [last]
     while len(found) < count:
         found.insert(0, periods.previous(found[0]))
@@ -107,12 +112,20 @@ def _run_due_command() -> list[str]:
     return [str(notary), "schedule", "run-due", "--json"]
 
 
-def _run_due(env: dict[str, str]) -> dict[str, Any]:
+def _run_due(env: dict[str, str], expect: int = 0) -> dict[str, Any]:
     done = subprocess.run(
         _run_due_command(), env=env, capture_output=True, text=True, timeout=240
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == expect, done.stderr
     return dict(json.loads(done.stdout))
+
+
+def _status(env: dict[str, str]) -> list[dict[str, Any]]:
+    notary = Path(sys.executable).parent / "notary"
+    command = [str(notary), "schedule", "status", "--json"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout)["streams"])
 
 
 # three processes at once --------------------------------------------------------------
@@ -304,3 +317,78 @@ def _wait_for_complete_runs(
             return runs
         time.sleep(0.1)
     raise AssertionError(f"{count} complete runs not seen within 120 s")
+
+
+def test_schedule_run_daemon_sigterm_while_hashing_exits_0_promptly(
+    counting_tsa: CountingTSA,
+    s3_env: SeaweedServer,
+    archive: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    bucket, period = archive
+    home = tmp_path / "home"
+    stream = {
+        "name": "archive",
+        "source": f"s3://{bucket}/logs/{{period:%Y/%m}}/",
+        "endpoint_url": s3_env.endpoint_url,
+        "first_period": period,
+    }
+    _write_config(home, counting_tsa, stream)
+    database_url = f"sqlite:///{tmp_path / 'notary.db'}"
+    env = _environment(home, database_url, **s3_env.environment())
+    store = Store(database_url)
+    notary = str(Path(sys.executable).parent / "notary")
+    daemon = subprocess.Popen(
+        [notary, "-v", "schedule", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        run_id = _wait_for_items(store, 1, daemon)
+        daemon.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = daemon.wait(timeout=30)
+        stopped_in = time.monotonic() - started
+    finally:
+        daemon.kill()
+        _, stderr = daemon.communicate(timeout=30)
+    hashed = store.item_count(run_id)
+
+    output = _run_due(env)
+
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert stopped_in < 15
+    assert store.get_run(run_id).state == COMPLETE
+    assert output["results"][0]["hashed_now"] == OBJECTS - hashed
+
+
+def test_run_due_missing_folder_fails_and_blocks_then_empty_folder_completes(
+    counting_tsa: CountingTSA, tmp_path: Path
+) -> None:
+    (period,) = _recent_periods(1)
+    home = tmp_path / "home"
+    source = str(tmp_path / "snap") + "/{period:%Y-%m}/"
+    _write_config(
+        home, counting_tsa, {"name": "logs", "source": source, "first_period": period}
+    )
+    env = _environment(home, f"sqlite:///{tmp_path / 'notary.db'}")
+
+    missing = _run_due(env, expect=3)
+    (blocked,) = _status(env)
+    (tmp_path / "snap" / period).mkdir(parents=True)
+    empty = _run_due(env)
+
+    assert [(r["period"], r["action"]) for r in missing["results"]] == [
+        (period, "failed")
+    ]
+    folder = f"{tmp_path}/snap/{period}/"
+    assert blocked["blocked"] == f"{period}: source {folder} does not exist"
+    (result,) = empty["results"]
+    assert (result["action"], result["state"], result["items"]) == (
+        "attested",
+        COMPLETE,
+        0,
+    )

@@ -6,10 +6,13 @@ import http.server
 import itertools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ import pytest
 from notary import attest as pipeline
 from notary import schedule
 from notary.config import Settings, StreamConfig
-from notary.errors import ConfigError, NoItemsError, RunConflictError
+from notary.errors import ConfigError, NoItemsError, RunConflictError, SourceError
 from notary.store import Store
 from notary.store.models import AWAITING_TIMESTAMP, COMPLETE, HASHING, Anchor
 
@@ -106,6 +109,69 @@ def test_zone_unknown_name_raises_config_error() -> None:
 def test_trigger_bad_cron_raises_config_error() -> None:
     with pytest.raises(ConfigError, match="bad schedule '61 2 1 \\* \\*'"):
         schedule.trigger_for(_stream(schedule="61 2 1 * *"))
+
+
+def test_trigger_cron_that_never_fires_raises_config_error() -> None:
+    with pytest.raises(ConfigError, match="schedule '0 2 31 2 \\*' never fires"):
+        schedule.trigger_for(_stream(schedule="0 2 31 2 *"))
+
+
+def test_check_streams_unknown_placeholder_raises_config_error() -> None:
+    stream = _stream(source="/srv/{host}/{period:%Y-%m}/")
+
+    with pytest.raises(ConfigError, match=r"stream logs: source template .*'host'"):
+        schedule.check_streams([stream])
+
+
+def test_check_streams_bad_first_period_raises_config_error() -> None:
+    with pytest.raises(ConfigError, match="stream logs: bad first_period '2026-13'"):
+        schedule.check_streams([_stream(first_period="2026-13")])
+
+
+# due only after the fire that follows the period --------------------------------------
+
+
+def test_last_due_period_before_fire_on_the_first_is_month_before_last() -> None:
+    stream = _stream(schedule="0 2 1 * *")
+
+    before = schedule.last_due_period(stream, datetime(2026, 12, 1, 1, 59, tzinfo=UTC))
+    at_fire = schedule.last_due_period(stream, datetime(2026, 12, 1, 2, 0, tzinfo=UTC))
+
+    assert (before, at_fire) == ("2026-10", "2026-11")
+
+
+def test_last_due_period_fire_time_in_stream_timezone() -> None:
+    stream = _stream(schedule="0 2 1 * *", timezone="America/Chicago")
+
+    # 02:00 CST on 2026-12-01 is 08:00 UTC.
+    before = schedule.last_due_period(stream, datetime(2026, 12, 1, 7, 59, tzinfo=UTC))
+    after = schedule.last_due_period(stream, datetime(2026, 12, 1, 8, 0, tzinfo=UTC))
+
+    assert (before, after) == ("2026-10", "2026-11")
+
+
+def test_last_due_period_fire_mid_month_waits_for_it() -> None:
+    stream = _stream(schedule="0 6 15 * *")
+
+    early = schedule.last_due_period(stream, datetime(2026, 12, 10, tzinfo=UTC))
+    late = schedule.last_due_period(stream, datetime(2026, 12, 15, 6, 0, tzinfo=UTC))
+
+    assert (early, late) == ("2026-10", "2026-11")
+
+
+def test_last_due_period_leap_day_schedule_finds_fire_years_back() -> None:
+    stream = _stream(schedule="0 2 29 2 *")
+
+    last = schedule.last_due_period(stream, datetime(2027, 6, 1, tzinfo=UTC))
+
+    assert last == "2024-01"
+
+
+def test_due_periods_catch_up_stops_at_last_fire() -> None:
+    stream = _stream(first_period="2026-08")
+    now = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+
+    assert schedule.due_periods(stream, now, []) == ["2026-08", "2026-09", "2026-10"]
 
 
 def test_source_for_fills_period_placeholders_from_first_day() -> None:
@@ -206,7 +272,7 @@ def test_build_scheduler_one_job_per_stream_and_retry_job(tmp_path: Path) -> Non
     scheduler = schedule.build_scheduler(settings, store)
 
     ids = sorted(job.id for job in scheduler.get_jobs())
-    assert ids == ["retry", "stream:logs", "stream:other"]
+    assert ids == ["retry", "start", "stream:logs", "stream:other"]
 
 
 # one pass (the pipeline replaced by a stand-in writing real rows) ---------------------
@@ -505,3 +571,290 @@ def test_post_webhook_delivers_json_to_local_receiver() -> None:
     server.server_close()
     assert delivered
     assert received == [{"event": "run.failed", "run": 3}]
+
+
+# due only after the fire (passes) -----------------------------------------------------
+
+
+def test_run_due_before_first_fire_after_month_end_leaves_month_alone(
+    fake: _FakePipeline, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, [_stream(first_period="2026-11")])
+
+    early = schedule.run_due(settings, fake.store, datetime(2026, 12, 1, 1, tzinfo=UTC))
+    due = schedule.run_due(settings, fake.store, datetime(2026, 12, 1, 2, tzinfo=UTC))
+
+    assert early == []
+    assert [(r.period, r.action) for r in due] == [("2026-11", "attested")]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"schedule": "61 2 1 * *"}, "bad schedule"),
+        ({"schedule": "0 2 31 2 *"}, "never fires"),
+        ({"source": "/srv/{host}/{period:%Y-%m}/"}, "source template"),
+    ],
+)
+def test_run_due_unusable_stream_raises_config_error_before_any_work(
+    fake: _FakePipeline, tmp_path: Path, values: dict[str, str], message: str
+) -> None:
+    settings = _settings(tmp_path, [_stream(name="good"), _stream(**values)])
+
+    with pytest.raises(ConfigError, match=message):
+        schedule.run_due(settings, fake.store, datetime(2026, 12, 2, tzinfo=UTC))
+    with pytest.raises(ConfigError, match=message):
+        schedule.status(settings, fake.store, datetime(2026, 12, 2, tzinfo=UTC))
+    with pytest.raises(ConfigError, match=message):
+        schedule.build_scheduler(settings, fake.store)
+    assert fake.attested == []
+
+
+def _home_with_stream(tmp_path: Path, schedule_line: str) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        "[[stream]]\n"
+        'name = "logs"\n'
+        f'source = "{tmp_path}/snap/{{period:%Y-%m}}/"\n'
+        f"schedule = {json.dumps(schedule_line)}\n",
+        encoding="utf-8",
+    )
+    return home
+
+
+def test_cli_run_due_bad_cron_exits_2_without_attesting(
+    fake: _FakePipeline,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from notary.cli import main
+
+    monkeypatch.setenv("NOTARY_HOME", str(_home_with_stream(tmp_path, "0 2 31 2 *")))
+
+    code = main(["schedule", "run-due"])
+
+    assert code == 2
+    assert "never fires" in capsys.readouterr().err
+    assert fake.attested == []
+
+
+# retries of periods that failed before a run existed ----------------------------------
+
+
+def test_retry_job_retries_new_period_that_failed_before_a_run_existed(
+    fake: _FakePipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_attest = fake.attest
+    outage = [True]
+
+    def flaky(settings: Settings, store: Store, **kw: Any) -> Any:
+        if outage[0]:
+            raise SourceError(f"source {kw['paths'][0]}: object store unreachable")
+        return real_attest(settings, store, **kw)
+
+    monkeypatch.setattr(pipeline, "attest", flaky)
+    settings = _settings(tmp_path, [_stream()])
+    scheduler = schedule.build_scheduler(settings, fake.store)
+    start, retry = scheduler.get_job("start"), scheduler.get_job("retry")
+    now = datetime.now(UTC)
+
+    start.func(*start.args)
+    outage[0] = False
+    retry.func(*retry.args)  # sooner than the backoff: not tried
+    monkeypatch.setattr(schedule, "utcnow", lambda: now + schedule.RETRY_POLL * 2)
+    retry.func(*retry.args)
+
+    runs = fake.store.list_runs("logs")
+    assert [(run.period, run.state) for run in runs] == [
+        (schedule.last_due_period(settings.streams[0], now), COMPLETE)
+    ]
+    assert len(fake.attested) == 1
+
+
+def test_run_due_setbacks_back_off_failed_new_period(
+    fake: _FakePipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*_a: Any, **_k: Any) -> Any:
+        raise SourceError("s3 bucket audit: unreachable")
+
+    monkeypatch.setattr(pipeline, "attest", down)
+    settings = _settings(tmp_path, [_stream(first_period="2026-11")])
+    setbacks = schedule.Setbacks()
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+
+    first = schedule.run_due(settings, fake.store, now, setbacks=setbacks)
+    soon = schedule.run_due(
+        settings, fake.store, now + timedelta(minutes=4), setbacks=setbacks
+    )
+    later = schedule.run_due(
+        settings, fake.store, now + timedelta(minutes=5), setbacks=setbacks
+    )
+
+    assert [r.action for r in first + soon + later] == ["failed", "waiting", "failed"]
+    assert soon[0].error == "s3 bucket audit: unreachable"
+    assert later[0].next_retry_at == (now + timedelta(minutes=15)).isoformat()
+
+
+# streams of another home --------------------------------------------------------------
+
+
+def test_run_due_leaves_runs_of_streams_not_configured_here(
+    fake: _FakePipeline, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, [_stream(first_period="2026-11")])
+    foreign = fake.store.create_run(
+        stream="elsewhere", period="2026-11", algorithm="sha256", source="[]"
+    )
+    fake.store.update_run(foreign.id or 0, state=AWAITING_TIMESTAMP)
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+
+    results = schedule.run_due(settings, fake.store, now)
+    streams = schedule.status(settings, fake.store, now)
+
+    assert [r.stream for r in results] == ["logs"]
+    assert fake.resumed == []
+    assert fake.store.get_run(foreign.id or 0).state == AWAITING_TIMESTAMP
+    assert [(s["stream"], s["configured"]) for s in streams] == [
+        ("logs", True),
+        ("elsewhere", False),
+    ]
+    assert [r["run"] for r in streams[1]["awaiting_timestamp"]] == [foreign.id]
+
+
+# stopping the daemon ------------------------------------------------------------------
+
+
+@pytest.fixture
+def stop_cleared() -> Iterator[None]:
+    pipeline.STOP.clear()
+    yield
+    pipeline.STOP.clear()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.usefixtures("stop_cleared")
+def test_run_daemon_signal_during_pass_sets_stop_and_returns_after_unwinding(
+    fake: _FakePipeline,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    signum: int,
+) -> None:
+    hashing, unwound = threading.Event(), threading.Event()
+
+    def slow(*_a: Any, **_k: Any) -> Any:
+        hashing.set()
+        pipeline.STOP.wait(10)
+        unwound.set()
+        raise pipeline.Stopped
+
+    def send_signal() -> None:
+        if hashing.wait(10):
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(pipeline, "attest", slow)
+    monkeypatch.setattr(schedule, "STOP_POLL", 0.05)
+    threading.Thread(target=send_signal, daemon=True).start()
+    handler = signal.getsignal(signum)
+    started = time.monotonic()
+
+    schedule.run_daemon(_settings(tmp_path, [_stream()]), fake.store)
+
+    assert unwound.is_set()
+    assert pipeline.STOP.is_set()
+    assert time.monotonic() - started < 5
+    assert signal.getsignal(signum) == handler
+
+
+# empty periods and what blocks a stream -----------------------------------------------
+
+
+def test_run_due_scheduled_attest_allows_empty_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options: list[dict[str, Any]] = []
+
+    def record(settings: Settings, store: Store, **kw: Any) -> Any:
+        options.append(kw)
+        raise SourceError("stop here")
+
+    monkeypatch.setattr(pipeline, "attest", record)
+    settings = _settings(tmp_path, [_stream(first_period="2026-11")])
+
+    schedule.run_due(
+        settings, Store(settings.database_url), datetime(2026, 12, 2, tzinfo=UTC)
+    )
+
+    assert [kw["allow_empty"] for kw in options] == [True]
+
+
+def test_status_blocked_names_missing_source_folder(
+    fake: _FakePipeline, tmp_path: Path
+) -> None:
+    source = str(tmp_path / "snap") + "/{period:%Y-%m}/"
+    settings = _settings(tmp_path, [_stream(source=source, first_period="2026-09")])
+
+    (stream,) = schedule.status(settings, fake.store, datetime(2026, 12, 2, tzinfo=UTC))
+
+    assert (
+        stream["blocked"] == f"2026-09: source {tmp_path}/snap/2026-09/ does not exist"
+    )
+
+
+def test_status_blocked_shows_daemon_setback_and_run_error(
+    fake: _FakePipeline, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, [_stream(first_period="2026-10")])
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    setbacks = schedule.Setbacks()
+    setbacks.record("logs", "2026-10", "s3 bucket audit: unreachable", now)
+    run = fake.store.create_run(
+        stream="logs", period="2026-10", algorithm="sha256", source="[]"
+    )
+    fake.store.update_run(
+        run.id or 0, state=AWAITING_TIMESTAMP, last_error="0 of 1 token(s)"
+    )
+
+    (daemon,) = schedule.status(settings, fake.store, now, setbacks)
+    (stored,) = schedule.status(settings, fake.store, now)
+
+    assert daemon["blocked"] == "2026-10: s3 bucket audit: unreachable"
+    assert stored["blocked"] == (
+        f"2026-10: run {run.id} awaiting_timestamp: 0 of 1 token(s)"
+    )
+
+
+# human output -------------------------------------------------------------------------
+
+
+def test_result_line_failed_without_run_has_no_empty_label_and_escapes() -> None:
+    from notary.cli.schedule_cmd import _result_line
+
+    result = schedule.DueResult(
+        "lo\x1bgs", "2026-11", "failed", error="s3 bucket a\rb: unreachable"
+    )
+
+    assert _result_line(result) == (
+        "lo\\x1bgs 2026-11 failed: s3 bucket a\\x0db: unreachable"
+    )
+
+
+def test_print_status_escapes_names_and_marks_foreign_streams(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from notary.cli.schedule_cmd import _print_status
+
+    _print_status(
+        {
+            "stream": "x\x1b[2J",
+            "configured": False,
+            "awaiting_timestamp": [],
+            "awaiting_anchor": [],
+            "in_progress": [],
+        }
+    )
+
+    assert capsys.readouterr().out == (
+        "x\\x1b[2J  (not configured here; its runs are left to their home)\n"
+    )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import socket
+from datetime import UTC, datetime
 from typing import Any
 
-from notary.anchor import verify_anchor
+from notary.anchor import anchor_record, is_exportable, verify_anchor
+from notary.store.models import Anchor
 from notary.verdict import Verdict, combine
 
 ROOT = hashlib.sha256(b"root").digest()
@@ -90,3 +92,49 @@ def test_verify_anchor_unreachable_rpc_is_indeterminate_without_url() -> None:
     assert combine(checks) is Verdict.INDETERMINATE
     assert checks[-1].detail.startswith("indeterminate: anchor: cannot reach")
     assert "secret-key" not in checks[-1].detail
+
+
+def _row(**changes: Any) -> Anchor:
+    values: dict[str, Any] = {
+        "run_id": 1,
+        "chain_id": 11155111,
+        "contract": "0x" + "12" * 20,
+        "root": ROOT,
+        "sender": "0x" + "78" * 20,
+        "tx_hash": "0x" + "34" * 32,
+        "state": "final",
+        "block_number": 100,
+        "block_hash": "0x" + "56" * 32,
+        "block_time": datetime(2026, 12, 4, 16, tzinfo=UTC),
+        "log_index": 0,
+        "confirmations_required": 12,
+    }
+    values.update(changes)
+    return Anchor(**values)
+
+
+def test_is_exportable_pending_without_tx_is_false() -> None:
+    row = _row(state="pending", tx_hash=None, block_number=None, block_hash=None)
+
+    assert is_exportable(row) is False
+    assert "tx_hash" in verify_anchor(anchor_record(row), ROOT, None)[0].detail
+
+
+def test_is_exportable_failed_is_false() -> None:
+    assert is_exportable(_row(state="failed")) is False
+
+
+def test_is_exportable_final_and_sent_pending_pass_the_record_check() -> None:
+    rows = [
+        _row(),
+        _row(state="submitted", block_number=None, block_hash=None, block_time=None),
+    ]
+
+    checks = [verify_anchor(anchor_record(row), ROOT, None)[0] for row in rows]
+
+    assert [is_exportable(row) for row in rows] == [True, True]
+    assert [check.ok for check in checks] == [True, True]
+
+
+def test_is_exportable_final_without_block_time_is_false() -> None:
+    assert is_exportable(_row(block_time=None)) is False

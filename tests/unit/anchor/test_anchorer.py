@@ -12,6 +12,8 @@ from web3.contract import Contract
 from notary.anchor import tx
 from notary.anchor.anchorer import FINAL, PENDING, SUBMITTED, Anchorer
 from notary.anchor.chain import Chain
+from notary.anchor.service import store_nonces
+from notary.errors import AnchorError
 from notary.store import Store
 from notary.store.models import Anchor
 from tests.unit.anchor.conftest import CONFIRMATIONS, RECEIPT_TIMEOUT, Clock
@@ -262,3 +264,63 @@ def test_anchorer_registry_records_first_anchoring_time(
 
     assert anchored_at == first_block["timestamp"]
     assert never == 0
+
+
+def _record_sent(
+    store: Store, run_id: int, root: bytes, chain: Chain, **row: object
+) -> None:
+    """Store a final anchor as an earlier chain instance (or deployment) left it."""
+    values: dict[str, object] = {
+        "run_id": run_id,
+        "chain_id": chain.chain_id,
+        "contract": "0x" + "22" * 20,
+        "root": root,
+        "tx_hash": "0x" + "ee" * 32,
+        "state": FINAL,
+    }
+    values.update(row)
+    with store.session() as session:
+        session.add(Anchor(**values))  # type: ignore[arg-type]
+
+
+def test_anchorer_nonce_recorded_by_earlier_chain_moves_past_highest(
+    anchorer: Anchorer,
+    chain: Chain,
+    account: LocalAccount,
+    make_run: MakeRun,
+    store: Store,
+) -> None:
+    pending = chain.w3.eth.get_transaction_count(account.address, "pending")
+    old_id, old_root = make_run("old")
+    for nonce in (pending, pending + 1):
+        _record_sent(
+            store, old_id, old_root, chain, sender=account.address, nonce=nonce
+        )
+    anchorer.nonce_floor = store_nonces(store, chain.chain_id, account.address)
+
+    row = _start(anchorer, make_run, "new")
+
+    assert row.nonce == pending + 2
+    assert _stored(store, row).tx_hash == row.tx_hash
+    assert (row.last_error or "").startswith(f"nonce gap: nonce {pending + 2} of")
+
+
+def test_anchorer_nonce_collision_is_anchor_error_and_row_unchanged(
+    anchorer: Anchorer,
+    chain: Chain,
+    account: LocalAccount,
+    make_run: MakeRun,
+    store: Store,
+) -> None:
+    pending = chain.w3.eth.get_transaction_count(account.address, "pending")
+    old_id, old_root = make_run("old")
+    _record_sent(store, old_id, old_root, chain, sender=account.address, nonce=pending)
+    run_id, root = make_run("new")
+    # No nonce policy: another process reserved the same nonce at the same moment.
+    row = anchorer.new_anchor(run_id, root)
+
+    with pytest.raises(AnchorError, match=rf"nonce {pending} of .* already recorded"):
+        anchorer.submit(row)
+
+    assert (row.state, row.tx_hash, row.nonce, row.attempts) == (PENDING, None, None, 0)
+    assert _stored(store, row).state == PENDING and _stored(store, row).tx_hash is None

@@ -10,11 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from notary.anchor import anchor_record, anchor_run, status, upgrade_pending
-from notary.anchor.anchorer import FAILED, FINAL, PENDING
+from notary.anchor import (
+    anchor_record,
+    anchor_run,
+    missing_anchors,
+    status,
+    upgrade_pending,
+)
+from notary.anchor.anchorer import FAILED, FINAL, PENDING, Anchorer
 from notary.anchor.chain import builtin_chain
-from notary.config import AnchorConfig, Settings
-from notary.errors import ConfigError, UsageError
+from notary.anchor.service import upgrade
+from notary.config import AnchorConfig, Settings, StreamConfig
+from notary.errors import AnchorError, ConfigError, UsageError
 from notary.store import Store
 from notary.store.models import Anchor
 
@@ -87,7 +94,7 @@ def test_anchor_run_unreachable_node_keeps_pending_row(
     assert "secret-api-key" not in entry["last_error"]
 
 
-def test_anchor_run_rpc_without_key_is_config_error(
+def test_anchor_run_rpc_without_key_is_anchor_error_and_run_missing(
     store: Store, tmp_path: Path, make_run: MakeRun
 ) -> None:
     run_id, _ = make_run()
@@ -98,9 +105,12 @@ def test_anchor_run_rpc_without_key_is_config_error(
         chain_id=1,
         contract="0x" + "11" * 20,
     )
+    settings.streams = [StreamConfig(name="run", source="/x", anchor=True)]
 
-    with pytest.raises(ConfigError, match="no signing key"):
+    with pytest.raises(AnchorError, match=f"run {run_id} not anchored: no signing key"):
         anchor_run(settings, store, run_id)
+
+    assert missing_anchors(settings, store) == [run_id]
 
 
 def test_anchor_run_configured_key_is_funded_and_never_logged(
@@ -165,3 +175,186 @@ def test_status_lists_anchors_with_bundle_record(
 
     assert entry["run"] == run_id and entry["attempts"] == 1
     assert {key: entry[key] for key in record} == record
+
+
+def _anchored_streams(settings: Settings, *names: str) -> Settings:
+    settings.streams = [
+        StreamConfig(name=name, source="/x", anchor=True) for name in names
+    ]
+    return settings
+
+
+def test_missing_anchors_lists_complete_runs_of_anchored_streams_only(
+    store: Store, tmp_path: Path, make_run: MakeRun
+) -> None:
+    wanted, _ = make_run("a")
+    make_run("plain")
+    done, _ = make_run("b")
+    settings = _anchored_streams(_settings(store, tmp_path), "a", "b", "c")
+    anchor_run(settings, store, done)
+    store.create_run(stream="c", period="2026-11", algorithm="sha256", source="[]")
+
+    assert missing_anchors(settings, store) == [wanted]
+
+
+def test_upgrade_pending_anchors_missing_runs_when_key_available(
+    store: Store, tmp_path: Path, make_run: MakeRun
+) -> None:
+    run_id, root = make_run("a")
+    settings = _anchored_streams(_settings(store, tmp_path), "a")
+
+    (entry,) = upgrade_pending(settings, store)
+
+    assert entry["run"] == run_id and entry["state"] == FINAL
+    assert entry["root"] == root.hex()
+    assert missing_anchors(settings, store) == []
+
+
+def test_upgrade_missing_runs_without_key_is_config_error(
+    store: Store, tmp_path: Path, make_run: MakeRun
+) -> None:
+    make_run("a")
+    settings = _anchored_streams(
+        _settings(
+            store,
+            tmp_path,
+            rpc_url=f"http://127.0.0.1:{_closed_port()}",
+            chain_id=1,
+            contract="0x" + "11" * 20,
+        ),
+        "a",
+    )
+
+    with pytest.raises(ConfigError, match="no signing key"):
+        upgrade(settings, store)
+
+    assert store.anchors() == []
+
+
+def test_upgrade_missing_runs_node_down_skipped_with_reason(
+    store: Store, tmp_path: Path, make_run: MakeRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOTARY_ANCHOR_KEY", TEST_KEY)
+    run_id, _ = make_run("a")
+    settings = _anchored_streams(
+        _settings(
+            store,
+            tmp_path,
+            rpc_url=f"http://127.0.0.1:{_closed_port()}",
+            chain_id=1,
+            contract="0x" + "11" * 20,
+        ),
+        "a",
+    )
+
+    report = upgrade(settings, store)
+
+    assert report["anchors"] == []
+    (skipped,) = report["skipped"]
+    assert skipped["run"] == run_id
+    assert "cannot reach the RPC node at 127.0.0.1" in skipped["reason"]
+
+
+def test_upgrade_pending_one_failing_anchor_leaves_the_others(
+    store: Store,
+    tmp_path: Path,
+    make_run: MakeRun,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bad, _ = make_run("a")
+    good, _ = make_run("b")
+    settings = _anchored_streams(_settings(store, tmp_path), "a", "b")
+    real = Anchorer.advance
+
+    def advance(self: Anchorer, row: Anchor) -> Anchor:
+        if row.run_id == bad:
+            raise RuntimeError("boom")
+        return real(self, row)
+
+    monkeypatch.setattr(Anchorer, "advance", advance)
+
+    entries = {entry["run"]: entry for entry in upgrade_pending(settings, store)}
+
+    assert entries[good]["state"] == FINAL
+    assert entries[bad]["state"] == PENDING
+    assert entries[bad]["last_error"] == "anchor: internal error: RuntimeError"
+
+
+def _foreign_row(store: Store, run_id: int, root: bytes, **changes: object) -> Anchor:
+    """An anchor recorded under a wrong [anchor] chain_id (chain 1)."""
+    values: dict[str, object] = {
+        "run_id": run_id,
+        "chain_id": 1,
+        "contract": "0x" + "11" * 20,
+        "root": root,
+        "sender": "0x" + "33" * 20,
+        "state": PENDING,
+        "last_error": "anchor: cannot reach the RPC node at 127.0.0.1: ConnectionError",
+    }
+    values.update(changes)
+    row = Anchor(**values)  # type: ignore[arg-type]
+    with store.session() as session:
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+    return row
+
+
+def test_upgrade_pending_unsent_anchor_of_other_chain_is_retargeted(
+    store: Store, tmp_path: Path, make_run: MakeRun
+) -> None:
+    chain = builtin_chain()
+    run_id, root = make_run()
+    _foreign_row(store, run_id, root)
+
+    (entry,) = upgrade_pending(_settings(store, tmp_path), store)
+
+    assert entry["chain_id"] == chain.chain_id
+    assert entry["contract"] == chain.registry_address
+    assert entry["tx_hash"] is not None and entry["state"] == PENDING
+    assert entry["last_error"] is None
+
+
+def test_upgrade_pending_sent_anchor_of_other_chain_fails_with_reason(
+    store: Store, tmp_path: Path, make_run: MakeRun
+) -> None:
+    run_id, root = make_run()
+    _foreign_row(store, run_id, root, tx_hash="0x" + "ab" * 32, nonce=4)
+
+    (entry,) = upgrade_pending(_settings(store, tmp_path), store)
+
+    assert entry["state"] == FAILED and entry["chain_id"] == 1
+    assert "was made for chain 1" in entry["last_error"]
+    assert "no longer followed" in entry["last_error"]
+
+
+def test_upgrade_chain_id_mismatch_is_config_error_and_updates_last_error(
+    store: Store, tmp_path: Path, make_run: MakeRun
+) -> None:
+    chain = builtin_chain()
+    run_id, root = make_run()
+    _foreign_row(store, run_id, root, chain_id=chain.chain_id)
+    settings = _settings(store, tmp_path, chain_id=1)
+
+    with pytest.raises(ConfigError, match="expected 1"):
+        upgrade_pending(settings, store)
+
+    (row,) = store.anchors(run_id)
+    assert row.last_error is not None and "expected 1" in row.last_error
+
+
+def test_upgrade_pending_success_clears_stale_last_error(
+    store: Store, tmp_path: Path, make_run: MakeRun
+) -> None:
+    settings = _settings(store, tmp_path)
+    run_id, _ = make_run()
+    anchor_run(settings, store, run_id)
+    (row,) = store.anchors(run_id)
+    row.last_error = "anchor: cannot reach the RPC node at 127.0.0.1: ConnectionError"
+    row.state = PENDING
+    with store.session() as session:
+        session.merge(row)
+
+    (entry,) = upgrade_pending(settings, store)
+
+    assert entry["state"] == FINAL and entry["last_error"] is None
