@@ -581,7 +581,8 @@ def resume(
     owner = owner or owner_id()
     if store.get_run(run_id).state == COMPLETE:
         summary = summarize(store, store.get_run(run_id))
-        if anchor and not store.anchors(run_id):
+        live = [a for a in store.anchors(run_id) if a.state != "failed"]
+        if anchor and not live:
             # A complete run whose anchoring failed earlier (e.g. no key then).
             summary.anchor = _anchor(settings, store, run_id)
         return summary

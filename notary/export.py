@@ -99,14 +99,14 @@ def _bundle_timestamp(token: Timestamp) -> BundleTimestamp:
 
 def _anchors(store: Store, run_id: int) -> list[dict[str, Any]]:
     try:
-        from notary.anchor.verify import anchor_record
+        from notary.anchor.verify import anchor_record, is_exportable
     except ImportError:
         return []
     return [
         anchor_record(anchor)
         for anchor in store.anchors(run_id)
         # Only anchors whose transaction exists: a record without one proves nothing.
-        if anchor.state != "failed" and anchor.tx_hash
+        if is_exportable(anchor)
     ]
 
 

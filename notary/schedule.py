@@ -630,8 +630,12 @@ def source_options(stream: StreamConfig) -> dict[str, Any]:
 
 
 def upgrade_anchors(settings: Settings, store: Store) -> None:
-    """Move pending anchors on (``notary.anchor.upgrade_pending``) when available."""
-    if not _pending_anchor_runs(store):
+    """Move pending anchors on; anchor complete runs of anchored streams lacking one.
+
+    Calls ``notary.anchor.upgrade_pending``, which connects only when there is work.
+    """
+    anchored_streams = any(stream.anchor for stream in settings.streams)
+    if not anchored_streams and not _pending_anchor_runs(store):
         return
     try:
         module = importlib.import_module("notary.anchor")

@@ -329,7 +329,7 @@ class Anchorer:
         return row
 
     def _gap(self, row: Anchor, detail: str) -> str:
-        """Return the error of a transaction whose nonce is past the chain's next one."""
+        """Return the error of a transaction with a nonce past the chain's next one."""
         logger.warning(
             "anchor %s: nonce %s is past the chain's next nonce of %s (%s)",
             row.id,
@@ -338,9 +338,10 @@ class Anchorer:
             detail,
         )
         return (
-            f"nonce gap: nonce {row.nonce} of {self.account.address} is past the chain's "
-            f"next nonce ({detail}); lower nonces are recorded for this sender (chain "
-            "reset, or the key used elsewhere): it is mined only once they are used"
+            f"nonce gap: nonce {row.nonce} of {self.account.address} is past the "
+            f"chain's next nonce ({detail}); the nonces between are held by earlier "
+            "anchors of the store (chain reset, or the key used elsewhere): it is "
+            "mined only once they are used"
         )
 
     def _adopt(self, row: Anchor, found: TxReceipt) -> Anchor:

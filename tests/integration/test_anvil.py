@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from notary.anchor import anchor_record, anchor_run, upgrade_pending, verify_anchor
+from notary.anchor import chain as chain_module
 from notary.anchor.anchorer import FINAL, PENDING
 from notary.cli import main
 from notary.config import load
@@ -323,3 +324,43 @@ def test_anvil_legacy_fee_chain_anchors_with_gas_price(
         combine(verify_anchor(anchor_record(row), root, legacy_anvil.url))
         is Verdict.VALID
     )
+
+
+def test_anvil_chain_reset_recorded_nonce_is_skipped_and_gap_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nodes = _start_anvil()
+    node = next(nodes)
+    try:
+        monkeypatch.setenv("NOTARY_ANCHOR_KEY", ANVIL_KEY)
+        home = tmp_path / "reset-home"
+        monkeypatch.setenv("NOTARY_HOME", str(home))
+        deployed = _cli_json(["anchor", "deploy", "--rpc", node.url, "--json"])
+        home.mkdir(exist_ok=True)
+        (home / "config.toml").write_text(
+            f'[anchor]\nrpc_url = "{node.url}"\nchain_id = {ANVIL_CHAIN_ID}\n'
+            f'contract = "{deployed["contract"]}"\nconfirmations = 1\n',
+            encoding="utf-8",
+        )
+        settings = load(home)
+        store = Store(settings.database_url)
+        before, _ = _sealed_run(store, "before")
+        anchor_run(settings, store, before)
+        upgrade_pending(settings, store)
+        # The node starts over from genesis and notary restarts (a fresh process):
+        # the contract lands at the same address.
+        node.rpc("anvil_reset")
+        monkeypatch.setattr(chain_module, "_rpc_chains", {})
+        again = _cli_json(["anchor", "deploy", "--rpc", node.url, "--json"])
+        after, _ = _sealed_run(store, "after")
+
+        anchor_run(settings, store, after)
+        upgrade_pending(settings, store)
+        (old,) = store.anchors(before)
+        (new,) = store.anchors(after)
+    finally:
+        nodes.close()
+
+    assert again["contract"] == deployed["contract"] and old.state == FINAL
+    assert old.nonce is not None and new.nonce == old.nonce + 1
+    assert new.state == PENDING and (new.last_error or "").startswith("nonce gap")
