@@ -32,7 +32,14 @@ step notary export 1 -o "$DEMO/bundle.zip"
 step notary verify "$DEMO/bundle.zip" --dir "$DATA" --trust-root "$NOTARY_HOME/tsa/ca.pem"
 "$NOTARY" verify "$DEMO/bundle.zip" --dir "$DATA" --trust-root "$NOTARY_HOME/tsa/ca.pem"
 status=$?
-[ "$status" -eq 0 ] || fail "verify exited with $status"
+if [ "$status" -eq 4 ]; then
+  # Files notary could not read (e.g. root-only logs) are not covered by the bundle, so
+  # the folder as a whole cannot be called proven; every attested file was verified.
+  echo "note: indeterminate only because some files could not be read when attested;"
+  echo "      they are listed above. Run as a user who can read them to cover them too."
+elif [ "$status" -ne 0 ]; then
+  fail "verify exited with $status"
+fi
 
 ROOT="$("$NOTARY" runs --json | "$PWD/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)[0]["root"])')"
 "$PWD/.venv/bin/python" -m zipfile -e "$DEMO/bundle.zip" "$DEMO/unpacked"
