@@ -77,21 +77,11 @@ class RunSummary:
         return list(json.loads(self.run.skipped or "[]"))
 
     def to_json(self) -> dict[str, Any]:
-        run = self.run
-        return {
-            "run": run.id,
-            "stream": run.stream,
-            "period": run.period,
-            "state": run.state,
-            "root": run.root.hex() if run.root else None,
-            "algorithm": run.algorithm,
-            "items": run.item_count,
+        return describe_run(self.run) | {
             "hashed_now": self.hashed_now,
-            "partial": run.partial,
             "errors": self.errors,
             "unstable": self.unstable,
             "skipped": self.skipped,
-            "previous_run": run.previous_run_id,
             "timestamps": [
                 {"tsa": t.tsa, "serial": t.serial, "gen_time": t.gen_time.isoformat()}
                 for t in self.tokens
@@ -99,6 +89,24 @@ class RunSummary:
             "timestamp_errors": self.timestamp_errors,
             "anchor": self.anchor,
         }
+
+
+def describe_run(run: Run) -> dict[str, Any]:
+    """Return a run as plain data (the ``--json`` form of ``notary runs``)."""
+    return {
+        "run": run.id,
+        "stream": run.stream,
+        "period": run.period,
+        "state": run.state,
+        "root": run.root.hex() if run.root else None,
+        "algorithm": run.algorithm,
+        "items": run.item_count,
+        "errors": run.error_count,
+        "partial": run.partial,
+        "previous_run": run.previous_run_id,
+        "created": run.created_at.isoformat(),
+        "sealed": run.sealed_at.isoformat() if run.sealed_at else None,
+    }
 
 
 def owner_id() -> str:

@@ -244,27 +244,16 @@ def _report(args: argparse.Namespace, summary: pipeline.RunSummary) -> int:
     return code
 
 
-def _run_json(run: Run) -> dict[str, Any]:
-    return {
-        "run": run.id,
-        "stream": run.stream,
-        "period": run.period,
-        "state": run.state,
-        "root": run.root.hex() if run.root else None,
-        "algorithm": run.algorithm,
-        "items": run.item_count,
-        "errors": run.error_count,
-        "partial": run.partial,
-        "previous_run": run.previous_run_id,
-        "created": run.created_at.isoformat(),
-        "sealed": run.sealed_at.isoformat() if run.sealed_at else None,
-    }
+def _describe(run: Run) -> dict[str, Any]:
+    from notary.attest import describe_run
+
+    return describe_run(run)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     runs = open_store(load_settings()).list_runs(args.stream)
     if args.json:
-        print_json([_run_json(run) for run in runs])
+        print_json([_describe(run) for run in runs])
         return EXIT_OK
     if not runs:
         _out(f"no runs of stream {args.stream}" if args.stream else "no runs yet")
@@ -284,7 +273,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     store = open_store(load_settings())
     summary = pipeline.summarize(store, store.get_run(args.run))
-    document = _run_json(summary.run) | summary.to_json()
+    document = _describe(summary.run) | summary.to_json()
     if args.items:
         document["item_list"] = pipeline.item_list(store, args.run)
     if args.json:
