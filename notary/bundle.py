@@ -829,12 +829,18 @@ class Bundle:
         """Return a member's bytes ; NotFoundError if absent."""
         return self._source.read(name)
 
+    def _proof_document(
+        self, where: str, name: str, version: int
+    ) -> tuple[dict[str, Any], str]:
+        """Load a proof member, check its format and return it with its algorithm."""
+        doc = _load_json(self.path, where, self.read(where))
+        _expect_format(doc, name, version, where)
+        return doc, _algorithm(doc, where)
+
     def read_proof(self, item: ManifestItem) -> ItemProof:
         """Parse an item's proof file; BundleFormatError when it is no valid proof."""
         where = item.proof
-        doc = _load_json(self.path, where, self.read(where))
-        _expect_format(doc, PROOF_FORMAT, PROOF_VERSION, where)
-        algorithm = _algorithm(doc, where)
+        doc, algorithm = self._proof_document(where, PROOF_FORMAT, PROOF_VERSION)
         return ItemProof(
             algorithm=algorithm,
             root=_hex_digest(doc, "root", algorithm, where),
@@ -848,9 +854,7 @@ class Bundle:
     def read_run_proof(self) -> RunProof:
         """Parse ``run.json`` (the run record's proof); BundleFormatError if bad."""
         where = self.run_proof
-        doc = _load_json(self.path, where, self.read(where))
-        _expect_format(doc, RUN_FORMAT, RUN_VERSION, where)
-        algorithm = _algorithm(doc, where)
+        doc, algorithm = self._proof_document(where, RUN_FORMAT, RUN_VERSION)
         return RunProof(
             algorithm=algorithm,
             root=_hex_digest(doc, "root", algorithm, where),
@@ -862,9 +866,7 @@ class Bundle:
         """Parse ``chain.json`` (previous root's proof); BundleFormatError if bad."""
         assert self.previous is not None
         where = self.previous.proof
-        doc = _load_json(self.path, where, self.read(where))
-        _expect_format(doc, CHAIN_FORMAT, CHAIN_VERSION, where)
-        algorithm = _algorithm(doc, where)
+        doc, algorithm = self._proof_document(where, CHAIN_FORMAT, CHAIN_VERSION)
         return ChainProof(
             algorithm=algorithm,
             root=_hex_digest(doc, "root", algorithm, where),

@@ -89,6 +89,8 @@ class EvidenceRecord(core.Sequence):  # type: ignore[misc]
     ]
 
 
+# TODO: one ArchiveTimeStamp per record and no renewal (RFC 4998 section 5): records
+# are not re-stamped before their algorithms weaken, and renewed records are refused.
 def evidence_record(
     algorithm: str,
     group: Sequence[bytes],

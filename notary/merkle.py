@@ -216,6 +216,9 @@ def _bucket_sort(leaves: list[bytes]) -> list[bytes]:
     return ordered
 
 
+# NOTE: about 0.3 us of CPython overhead per small hash bounds the build near 0.6M
+# items/s on one core; subtrees of 2^k leaves are independent, so shards could be built
+# in separate processes if that ever matters.
 def _build_levels(h: HashFactory, ordered: list[bytes]) -> list[bytes]:
     base = b"".join(ordered)
     levels = [base]

@@ -473,6 +473,9 @@ def check_signer_validity(parsed: _Token) -> Check:
     return Check("signer_validity", True, f"valid at genTime {moment.isoformat()}")
 
 
+# TODO: no revocation checking (CRL/OCSP): it needs the network, and archived
+# revocation data for old tokens; a revoked TSA certificate still passes. The TSTInfo
+# tsa name is not compared with the signer either.
 def check_path(parsed: _Token) -> tuple[Check, ValidationPath | None]:
     """Build and validate a path to a trust root at genTime; nothing is fetched.
 
